@@ -1,0 +1,173 @@
+//! Decoded items: [`Message`] (framed profiles) and [`Inbound`].
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+
+use crate::envelope::{self, EnvelopeParts, EventName};
+use crate::{CodecConfig, ProtocolError};
+
+/// One decoded framed message, zero-copy.
+///
+/// It holds the frame (without delimiter) as [`Bytes`] — usually a slice of
+/// the connection's read buffer — plus where the event name and the raw JSON
+/// text of `data` are. `data` is parsed only when asked for
+/// ([`Message::data`], [`Message::data_value`]), so a router that only looks
+/// at [`Message::event`] never pays for it.
+///
+/// The frame is valid UTF-8 and valid JSON. When the decoder repaired it
+/// (invalid UTF-8 or lone surrogate escapes replaced by U+FFFD, SPEC §1.4),
+/// [`Message::frame`] returns the repaired text.
+#[derive(Clone)]
+pub struct Message {
+    frame: Bytes,
+    event: EventName,
+    data: Option<Range<usize>>,
+}
+
+impl Message {
+    pub(crate) fn from_parts(frame: Bytes, parts: EnvelopeParts) -> Self {
+        Message {
+            frame,
+            event: parts.event,
+            data: parts.data,
+        }
+    }
+
+    /// Parses one frame (without delimiter) with `config`'s UTF-8, surrogate
+    /// and depth rules. Name rules are not applied; use a [`crate::FrameDecoder`]
+    /// for a stream.
+    pub fn from_frame(
+        frame: impl Into<Bytes>,
+        config: &CodecConfig,
+    ) -> Result<Self, ProtocolError> {
+        let frame: Bytes = frame.into();
+        let frame = sanitize(BytesMut::from(&frame[..]), config)?.freeze();
+        let parts = envelope::parse_bytes(&frame, config.max_json_depth)?;
+        Ok(Message::from_parts(frame, parts))
+    }
+
+    /// The event name (`type`).
+    pub fn event(&self) -> &str {
+        match &self.event {
+            EventName::Span(r) => self
+                .frame
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            EventName::Owned(s) => s,
+        }
+    }
+
+    /// The raw JSON text of `data`; `None` when the frame had no `data`.
+    pub fn data_json(&self) -> Option<&[u8]> {
+        self.data.as_ref().and_then(|r| self.frame.get(r.clone()))
+    }
+
+    /// Whether the frame carried a `data` member.
+    pub fn has_data(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Deserializes `data` into `T`; an absent `data` deserializes as JSON
+    /// `null` (so `Option<T>` gives `None`, `()` works).
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        let text = self.data_json().unwrap_or(b"null");
+        let mut de = serde_json::Deserializer::from_slice(text);
+        // The decoder already bounded the nesting depth (see `envelope`).
+        de.disable_recursion_limit();
+        let value = T::deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
+    /// `data` as a `serde_json::Value` (`Null` when absent). A number
+    /// literal outside the `f64` range (e.g. `1e400`, which JavaScript reads
+    /// as `Infinity`) cannot be represented by `serde_json::Value`; the whole
+    /// value is then `Null` — use [`Message::data`] to see the error.
+    pub fn data_value(&self) -> serde_json::Value {
+        self.data().unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The whole frame without its delimiter.
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+
+    /// Consumes the message, returning the frame.
+    pub fn into_frame(self) -> Bytes {
+        self.frame
+    }
+}
+
+impl PartialEq for Message {
+    /// Two messages are equal when their event names and raw `data` texts are.
+    fn eq(&self, other: &Self) -> bool {
+        self.event() == other.event() && self.data_json() == other.data_json()
+    }
+}
+
+impl Eq for Message {}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("event", &self.event())
+            .field("data", &self.data_json().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// One item out of a decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A framed message (fast, guarded, assured).
+    Message(Message),
+    /// Raw bytes (raw profile): one item per chunk or datagram given.
+    Raw(Bytes),
+}
+
+impl Inbound {
+    /// The message, if this is one.
+    pub fn as_message(&self) -> Option<&Message> {
+        match self {
+            Inbound::Message(m) => Some(m),
+            Inbound::Raw(_) => None,
+        }
+    }
+
+    /// The message, if this is one.
+    pub fn into_message(self) -> Option<Message> {
+        match self {
+            Inbound::Message(m) => Some(m),
+            Inbound::Raw(_) => None,
+        }
+    }
+
+    /// The raw bytes, if this is a raw item.
+    pub fn as_raw(&self) -> Option<&Bytes> {
+        match self {
+            Inbound::Raw(b) => Some(b),
+            Inbound::Message(_) => None,
+        }
+    }
+}
+
+/// Applies the UTF-8 and lone-surrogate rules of SPEC §1.4 to one frame.
+pub(crate) fn sanitize(
+    mut frame: BytesMut,
+    config: &CodecConfig,
+) -> Result<BytesMut, ProtocolError> {
+    if std::str::from_utf8(&frame).is_err() {
+        if config.strict_utf8 {
+            return Err(ProtocolError::invalid_json("frame is not valid UTF-8"));
+        }
+        frame = BytesMut::from(String::from_utf8_lossy(&frame).as_bytes());
+    }
+    if memchr::memchr(b'\\', &frame).is_some() {
+        envelope::fix_lone_surrogates(&mut frame, config.strict_json)?;
+    }
+    Ok(frame)
+}

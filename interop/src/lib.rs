@@ -633,6 +633,7 @@ pub struct NodePeer {
     stdin: Option<ChildStdin>,
     events: mpsc::UnboundedReceiver<Result<Event, String>>,
     stderr: Arc<Mutex<String>>,
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
     seen: VecDeque<Event>,
     next_seq: u64,
     eof: bool,
@@ -683,9 +684,10 @@ impl NodePeer {
             });
         }
         let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_task = None;
         if let Some(mut err) = child.stderr.take() {
             let sink = Arc::clone(&stderr);
-            tokio::spawn(async move {
+            stderr_task = Some(tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = err.read(&mut buf).await {
                     if n == 0 {
@@ -697,7 +699,7 @@ impl NodePeer {
                         }
                     }
                 }
-            });
+            }));
         }
         tracing::debug!(peer = %label, "spawned node peer");
         Ok(NodePeer {
@@ -706,6 +708,7 @@ impl NodePeer {
             child,
             events: rx,
             stderr,
+            stderr_task,
             seen: VecDeque::new(),
             next_seq: 0,
             eof: false,
@@ -877,11 +880,17 @@ impl NodePeer {
         })
     }
 
-    /// Waits for the process to exit (after the output ended) and returns its
-    /// status; kills it if it is still running after `timeout`.
+    /// Waits for the process to exit and returns its status (stderr is then
+    /// complete in [`NodePeer::stderr`]); kills it if it is still running
+    /// after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(Ok(status)) => Ok(status),
+            Ok(Ok(status)) => {
+                if let Some(task) = self.stderr_task.take() {
+                    let _ = tokio::time::timeout(timeout, task).await;
+                }
+                Ok(status)
+            }
             Ok(Err(source)) => Err(HarnessError::Io {
                 peer: self.label.clone(),
                 source,

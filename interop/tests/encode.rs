@@ -71,16 +71,6 @@ async fn client_cell(flavor: Flavor, net: Net, m: &mut Matrix) {
     m.outcome(flavor.label(), net.label(), "F15", res);
 }
 
-async fn bounded_setup<T, F>(fut: F) -> Result<T, String>
-where
-    F: std::future::Future<Output = Result<T, String>>,
-{
-    match tokio::time::timeout(CELL, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("setup exceeded {CELL:?}")),
-    }
-}
-
 async fn server_cell(flavor: Flavor, net: Net, m: &mut Matrix) {
     let dir = tempfile::tempdir().unwrap();
     let transport = net.server_transport(dir.path());

@@ -317,3 +317,14 @@ where
 pub fn s<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
+
+/// Runs a setup step with the overall cell bound.
+pub async fn bounded_setup<T, F>(fut: F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    match tokio::time::timeout(CELL, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("setup exceeded {CELL:?}")),
+    }
+}

@@ -226,6 +226,12 @@ impl SocketFileGuard {
     }
 }
 
+impl Drop for SocketFileGuard {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 /// A bound Unix listener with the guard of its socket file.
 pub(crate) struct BoundUnix {
     pub(crate) listener: UnixListener,
@@ -278,9 +284,7 @@ pub(crate) async fn bind(path: &Path, opts: &ListenOptions) -> Result<BoundUnix,
     let guard = SocketFileGuard::new(path);
     let mode = socket_mode(opts.readable_all, opts.writable_all);
     if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
-        if let Some(g) = &guard {
-            g.remove();
-        }
+        drop(guard);
         return Err(TransportError::io(
             format!("cannot set mode {mode:o} on {}", path.display()),
             e,

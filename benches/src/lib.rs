@@ -4,7 +4,8 @@
 //! end-to-end workloads are driven by `cargo xtask bench`.
 
 /// The 64 ASCII characters carried by the standard frame.
-pub const STANDARD_PAYLOAD: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
+pub const STANDARD_PAYLOAD: &str =
+    "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_";
 
 /// The standard frame: `{"type":"message","data":"<64 ASCII chars>"}` + 0x0C.
 pub fn standard_frame() -> Vec<u8> {

@@ -2,8 +2,15 @@
 //!
 //! * `test` — the project's test command: every crate's tests with all
 //!   features, the Windows cross-check when its target is installed (required
-//!   under `CI=true`).
+//!   under `CI=true`), then the node-ipc interop suite when Node and npm are
+//!   available (required under `CI=true`; otherwise a missing Node prints a
+//!   NOTICE and the suite is skipped).
+//! * `interop` — sets up the pinned Node peers (`npm ci` in `interop/` and
+//!   `interop/node22/`, skipped when up to date), verifies the pins, runs
+//!   `cargo test -p ipc-interop` and prints the matrix of cells.
 //! * `fuzz [seconds]` — runs every cargo-fuzz target for the given time.
+
+mod interop;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,14 +19,15 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: cargo xtask <test|fuzz> [args]");
+        eprintln!("usage: cargo xtask <test|interop|fuzz> [args]");
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
         "test" => test(),
+        "interop" => interop::interop(),
         "fuzz" => fuzz(&args[1..]),
         other => Err(format!(
-            "unknown xtask command `{other}`; available: test, fuzz"
+            "unknown xtask command `{other}`; available: test, interop, fuzz"
         )),
     };
     match result {
@@ -40,7 +48,9 @@ fn root() -> PathBuf {
 }
 
 fn in_ci() -> bool {
-    env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -64,7 +74,11 @@ fn target_installed(triple: &str) -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == triple))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == triple)
+        })
         .unwrap_or(false)
 }
 
@@ -86,7 +100,15 @@ fn test() -> Result<(), String> {
             "xtask: NOTICE: skipping the Windows check (`rustup target add {WIN}` and Debian's gcc-mingw-w64-x86-64 enable it)"
         );
     }
-    run(cargo().args(["test", "--workspace", "--all-features"]))
+    // The interop crate runs last, after its Node setup.
+    run(cargo().args([
+        "test",
+        "--workspace",
+        "--all-features",
+        "--exclude",
+        "ipc-interop",
+    ]))?;
+    interop::interop_for_test()
 }
 
 fn fuzz(args: &[String]) -> Result<(), String> {
@@ -100,7 +122,9 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         .args(["+nightly", "fuzz", "list"])
         .current_dir(root())
         .output()
-        .map_err(|e| format!("cannot run cargo fuzz (install with `cargo install cargo-fuzz`): {e}"))?;
+        .map_err(|e| {
+            format!("cannot run cargo fuzz (install with `cargo install cargo-fuzz`): {e}")
+        })?;
     if !out.status.success() {
         return Err(format!(
             "`cargo +nightly fuzz list` failed: {}",

@@ -472,7 +472,9 @@ mod tests {
                 "node_modules/js-queue":{{"version":"2.0.2"}}{extra}
             }}}}"#
         );
-        let dir = env::temp_dir().join(format!("xtask-lock-{}-{}", std::process::id(), body.len()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = env::temp_dir().join(format!("xtask-lock-{}-{n}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("package-lock.json");
         fs::write(&path, body).unwrap();

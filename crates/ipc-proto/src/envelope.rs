@@ -328,7 +328,7 @@ pub fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
 pub(crate) fn fix_lone_surrogates(bytes: &mut [u8], strict: bool) -> Result<bool, ProtocolError> {
     let mut changed = false;
     let mut i = 0;
-    while let Some(p) = memchr::memchr(b'\\', &bytes[i..]) {
+    while let Some(p) = bytes.get(i..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         i += p;
         if bytes.get(i + 1) != Some(&b'u') {
             i += 2;
@@ -489,5 +489,10 @@ mod tests {
         assert!(!fix_lone_surrogates(&mut b, true).unwrap());
         let mut b = br"\ud8".to_vec();
         assert!(!fix_lone_surrogates(&mut b, true).unwrap());
+        // Regression: a backslash as the last byte used to index past the end.
+        for tail in [&br"x\"[..], br"\", br"\\", br"\ud800", br"\ud800\"] {
+            let mut b = tail.to_vec();
+            let _ = fix_lone_surrogates(&mut b, false);
+        }
     }
 }

@@ -111,7 +111,12 @@ function ser(v, depth = 0, seen = new WeakSet()) {
     }
     if (v instanceof Error) {
         const e = { name: v.name, message: v.message };
-        for (const k of Object.keys(v)) e[k] = ser(v[k], depth + 1, seen);
+        // Own properties with primitive values only (TLS errors carry whole
+        // certificate objects, which are noise here).
+        for (const k of Object.keys(v)) {
+            const x = v[k];
+            if (x === null || ['string', 'number', 'boolean'].includes(typeof x)) e[k] = ser(x, depth + 1, seen);
+        }
         if (v.code !== undefined) e.code = v.code;
         return { $error: e };
     }

@@ -157,13 +157,7 @@ impl UdpSocket {
         std_sock
             .set_nonblocking(true)
             .map_err(|e| TransportError::io(format!("{endpoint}: set non-blocking"), e))?;
-        let state = match UdpSocketState::new((&std_sock).into()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::debug!(error = %e, "batched UDP I/O unavailable; using plain send/recv");
-                None
-            }
-        };
+        let state = batched_state(&std_sock, family);
         let io = tokio::net::UdpSocket::from_std(std_sock)
             .map_err(|e| TransportError::io(format!("{endpoint}: register socket"), e))?;
         let sock = UdpSocket {
@@ -241,11 +235,11 @@ impl UdpSocket {
         Ok(())
     }
 
-    fn send_err(&self, target: SocketAddr, e: io::Error) -> TransportError {
+    fn send_err(&self, target: SocketAddr, len: usize, e: io::Error) -> TransportError {
         if quinn_udp::is_msg_size_err(&e) {
             return TransportError::DatagramTooLarge {
                 target,
-                len: 0,
+                len,
                 max: self.max_payload(),
             };
         }
@@ -289,7 +283,7 @@ impl UdpSocket {
         self.check(payload.len(), target)?;
         self.transmit(target, payload, None)
             .await
-            .map_err(|e| self.send_err(target, e))
+            .map_err(|e| self.send_err(target, payload.len(), e))
     }
 
     /// Resolves `host` with the socket's family and sends one datagram.
@@ -348,7 +342,7 @@ impl UdpSocket {
                 }
                 self.transmit(target, &joined, Some(size)).await
             };
-            result.map_err(|e| self.send_err(target, e))?;
+            result.map_err(|e| self.send_err(target, size, e))?;
             i = j;
         }
         Ok(())
@@ -437,6 +431,49 @@ impl UdpSocket {
         batch.fill_spans(count);
         Ok(())
     }
+}
+
+/// Sets the socket up for `quinn-udp`, keeping IP fragmentation allowed.
+///
+/// `quinn-udp` forbids fragmentation (QUIC does its own path-MTU discovery),
+/// but node-ipc datagrams may be as large as the UDP limit and rely on the IP
+/// layer to fragment them. On Linux the kernel default (`IP_PMTUDISC_WANT`)
+/// is restored after the setup; elsewhere the option cannot be restored
+/// portably, so plain `send_to`/`recv_from` are used.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn batched_state(sock: &std::net::UdpSocket, family: UdpFamily) -> Option<UdpSocketState> {
+    use rustix::net::sockopt;
+    let state = match UdpSocketState::new(sock.into()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "batched UDP I/O unavailable; using plain send/recv");
+            return None;
+        }
+    };
+    let restored = match family {
+        UdpFamily::V4 => sockopt::set_ip_mtu_discover(sock, sockopt::Ipv4PathMtuDiscovery::WANT),
+        UdpFamily::V6 => sockopt::set_ipv6_mtu_discover(sock, sockopt::Ipv6PathMtuDiscovery::WANT),
+    };
+    // quinn-udp also sets IPV6_DONTFRAG on IPv6 sockets.
+    let restored = restored.and_then(|()| match family {
+        UdpFamily::V4 => Ok(()),
+        UdpFamily::V6 => {
+            nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::Ipv6DontFrag, &false)
+                .map_err(|e| rustix::io::Errno::from_raw_os_error(e as i32))
+        }
+    });
+    match restored {
+        Ok(()) => Some(state),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot allow fragmentation on a batched socket; using plain send/recv");
+            None
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn batched_state(_sock: &std::net::UdpSocket, _family: UdpFamily) -> Option<UdpSocketState> {
+    None
 }
 
 async fn resolve(host: &str, port: u16, family: UdpFamily) -> Result<SocketAddr, TransportError> {

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use common::within;
 use ipc_transport::{
-    connect, AddressFamily, ConnectOptions, Endpoint, ErrorCode, ListenOptions, Listener,
-    PeerAddr, StreamKind,
+    connect, AddressFamily, ConnectOptions, Endpoint, ErrorCode, ListenOptions, Listener, PeerAddr,
+    StreamKind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -76,9 +76,12 @@ async fn split_halves_work_across_tasks() {
     ))
     .await
     .unwrap();
-    let client = within(connect(&listener.local_endpoint(), &ConnectOptions::default()))
-        .await
-        .unwrap();
+    let client = within(connect(
+        &listener.local_endpoint(),
+        &ConnectOptions::default(),
+    ))
+    .await
+    .unwrap();
     let (server, _) = within(listener.accept()).await.unwrap();
     let (mut sr, mut sw) = server.into_split();
     // Echo server on split halves.
@@ -162,7 +165,10 @@ async fn nothing_listening_is_refused_and_retryable() {
         .unwrap_err();
     assert_eq!(err.io_kind(), Some(std::io::ErrorKind::ConnectionRefused));
     assert!(err.is_retryable());
-    assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +179,10 @@ async fn family_without_addresses_is_a_resolve_error() {
         ..ConnectOptions::default()
     };
     let err = within(connect(&endpoint, &opts)).await.unwrap_err();
-    assert!(matches!(err, ipc_transport::TransportError::Resolve { .. }), "{err}");
+    assert!(
+        matches!(err, ipc_transport::TransportError::Resolve { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -183,6 +192,8 @@ async fn udp_endpoints_are_refused_by_stream_apis() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::InvalidConfiguration));
-    let err = connect(&endpoint, &ConnectOptions::default()).await.unwrap_err();
+    let err = connect(&endpoint, &ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("connectionless"), "{err}");
 }

@@ -55,7 +55,10 @@ async fn round_trip_both_ways_with_peer_credentials() {
         .await
         .unwrap();
     assert_eq!(listener.local_endpoint(), endpoint);
-    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_socket());
 
     let client = within(connect(&endpoint, &ConnectOptions::default()))
         .await
@@ -66,7 +69,10 @@ async fn round_trip_both_ways_with_peer_credentials() {
     assert_eq!(cred.uid, euid);
     assert_eq!(cred.pid, Some(std::process::id() as i32));
     assert_eq!(peer.addr, PeerAddr::Unix(None));
-    let client_view = client.peer().cred.expect("client sees the server's credentials");
+    let client_view = client
+        .peer()
+        .cred
+        .expect("client sees the server's credentials");
     assert_eq!(client_view.uid, euid);
     assert_eq!(client.peer().addr, PeerAddr::Unix(Some(path.clone())));
 
@@ -94,7 +100,10 @@ async fn path_too_long_is_reported_before_bind_and_connect() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::SocketPathTooLong));
-    assert!(matches!(err, TransportError::SocketPathTooLong { len: 125, .. }));
+    assert!(matches!(
+        err,
+        TransportError::SocketPathTooLong { len: 125, .. }
+    ));
     assert!(err.to_string().contains("sun_path"));
     assert!(!long.exists());
     let err = connect(&ep(&long), &ConnectOptions::default())
@@ -137,7 +146,10 @@ async fn force_mode_replaces_a_live_socket() {
     exchange(&second, &ep(&path)).await;
     // The first listener's file was replaced: dropping it leaves the new one.
     drop(first);
-    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_socket());
     exchange(&second, &ep(&path)).await;
 }
 
@@ -147,7 +159,10 @@ async fn stale_socket_is_reclaimed() {
     let path = dir.path().join("stale");
     // A socket file nobody listens on (a crashed server).
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_socket());
     let err = within(connect(&ep(&path), &ConnectOptions::default()))
         .await
         .unwrap_err();
@@ -268,7 +283,10 @@ async fn socket_file_removed_on_drop_only_if_still_ours() {
     let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(l);
     assert!(
-        std::fs::symlink_metadata(&path).unwrap().file_type().is_socket(),
+        std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_socket(),
         "another server's socket is left alone"
     );
     drop(other);
@@ -306,7 +324,10 @@ async fn shared_pre_bound_listener_cluster_pattern() {
         assert!(within(rx.recv()).await.is_some());
     }
     // Nothing removed the shared path.
-    assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_socket());
 }
 
 #[tokio::test]

@@ -334,6 +334,12 @@ fn parse_node_version(text: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
+/// Prints a `NOTICE` line straight to the process's stderr, so that it stays
+/// visible even though the test harness captures `eprintln!` output.
+pub fn notice(text: &str) {
+    let _ = writeln!(std::io::stderr(), "NOTICE: {text}");
+}
+
 /// Availability gate for tests: `true` when `flavor` can run.
 ///
 /// When it cannot, prints a visible `NOTICE` to stderr and returns `false`
@@ -344,7 +350,7 @@ pub fn require_peer(flavor: Flavor) -> bool {
         Ok(_) => true,
         Err(e) if in_ci() => panic!("CI=true and the interop peer {flavor} is unavailable: {e}"),
         Err(e) => {
-            eprintln!("NOTICE: skipping interop peer {flavor}: {e}");
+            notice(&format!("skipping interop peer {flavor}: {e}"));
             false
         }
     }
@@ -1102,7 +1108,7 @@ impl Matrix {
                 panic!("CI=true and the interop peer {flavor} is unavailable: {e}")
             }
             Err(e) => {
-                eprintln!("NOTICE: skipping interop peer {flavor}: {e}");
+                notice(&format!("skipping interop peer {flavor}: {e}"));
                 self.record(flavor.label(), "*", "*", CellStatus::Skipped(e.to_string()));
                 false
             }

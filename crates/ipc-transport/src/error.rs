@@ -230,6 +230,10 @@ impl TransportError {
         }
     }
 
+    #[cfg_attr(
+        not(any(all(unix, feature = "unix"), feature = "tcp", feature = "udp", windows)),
+        allow(dead_code)
+    )]
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Self::Io {
             context: context.into(),
@@ -237,6 +241,7 @@ impl TransportError {
         }
     }
 
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls_config(path: Option<PathBuf>, reason: impl Into<String>) -> Self {
         Self::TlsConfiguration {
             path,

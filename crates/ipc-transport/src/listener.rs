@@ -1,11 +1,25 @@
 //! Listening on and connecting to stream endpoints.
 
-#[cfg(any(feature = "tcp", all(unix, feature = "unix")))]
+// Without any stream transport the code below is unreachable by design.
+#![cfg_attr(
+    not(any(all(unix, feature = "unix"), feature = "tcp", windows)),
+    allow(
+        unreachable_code,
+        unused_variables,
+        unused_mut,
+        unused_imports,
+        dead_code
+    )
+)]
+
+#[cfg(feature = "tcp")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::stream::{PeerAddr, PeerInfo, Stream, StreamKind};
+#[cfg(any(feature = "tcp", windows))]
+use crate::stream::PeerAddr;
+use crate::stream::{PeerInfo, Stream, StreamKind};
 use crate::{Endpoint, TransportError};
 
 #[cfg(feature = "tls")]
@@ -136,6 +150,8 @@ enum Inner {
     Tcp(tokio::net::TcpListener),
     #[cfg(windows)]
     Pipe(tokio::sync::Mutex<tokio::net::windows::named_pipe::NamedPipeServer>),
+    #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+    Never(std::convert::Infallible),
 }
 
 /// A listening endpoint of any stream transport.
@@ -157,6 +173,7 @@ pub struct Listener {
     #[cfg(feature = "tls")]
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     handshake_timeout: Option<Duration>,
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
     nodelay: bool,
 }
 
@@ -409,6 +426,8 @@ impl Listener {
                     PeerInfo::new(PeerAddr::Pipe(name)),
                 )
             }
+            #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+            Inner::Never(n) => match *n {},
         };
         Ok(Incoming {
             stream,

@@ -1,5 +1,17 @@
 //! Connected byte streams of every stream transport, by static dispatch.
 
+// Without any stream transport the code below is unreachable by design.
+#![cfg_attr(
+    not(any(all(unix, feature = "unix"), feature = "tcp", windows)),
+    allow(
+        unreachable_code,
+        unused_variables,
+        unused_mut,
+        unused_imports,
+        dead_code
+    )
+)]
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -105,6 +117,10 @@ pub enum StreamKind {
     /// The server end of a Windows named pipe.
     #[cfg(windows)]
     PipeServer(tokio::net::windows::named_pipe::NamedPipeServer),
+    /// Never built: keeps the type valid when no stream transport is enabled.
+    #[doc(hidden)]
+    #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+    __Never(std::convert::Infallible),
 }
 
 /// A connected byte stream of any stream transport, with what is known
@@ -134,6 +150,8 @@ macro_rules! dispatch {
             StreamKind::PipeClient($s) => $e,
             #[cfg(windows)]
             StreamKind::PipeServer($s) => $e,
+            #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+            StreamKind::__Never(n) => match *n {},
         }
     };
 }
@@ -199,6 +217,8 @@ impl Stream {
                 let (r, w) = tokio::io::split(s);
                 (ReadHalf::PipeServer(r), WriteHalf::PipeServer(w))
             }
+            #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+            StreamKind::__Never(n) => match n {},
         }
     }
 }
@@ -265,6 +285,10 @@ pub enum ReadHalf {
     /// Pipe server.
     #[cfg(windows)]
     PipeServer(tokio::io::ReadHalf<tokio::net::windows::named_pipe::NamedPipeServer>),
+    /// Never built: keeps the type valid when no stream transport is enabled.
+    #[doc(hidden)]
+    #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+    __Never(std::convert::Infallible),
 }
 
 /// The owned write half of a [`Stream`].
@@ -289,6 +313,10 @@ pub enum WriteHalf {
     /// Pipe server.
     #[cfg(windows)]
     PipeServer(tokio::io::WriteHalf<tokio::net::windows::named_pipe::NamedPipeServer>),
+    /// Never built: keeps the type valid when no stream transport is enabled.
+    #[doc(hidden)]
+    #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+    __Never(std::convert::Infallible),
 }
 
 macro_rules! dispatch_half {
@@ -306,6 +334,8 @@ macro_rules! dispatch_half {
             $ty::PipeClient($s) => $e,
             #[cfg(windows)]
             $ty::PipeServer($s) => $e,
+            #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
+            $ty::__Never(n) => match *n {},
         }
     };
 }

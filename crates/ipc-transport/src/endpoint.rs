@@ -311,6 +311,17 @@ impl LocalPaths {
         PathBuf::from(s)
     }
 
+    /// Listen options that create and secure this socket root (when
+    /// [`LocalPaths::secure_socket_root`] is set) before binding a socket
+    /// inside it; everything else keeps its default.
+    pub fn listen_options(&self) -> crate::ListenOptions {
+        crate::ListenOptions {
+            socket_root: Some(self.socket_root.clone()),
+            secure_socket_root: self.secure_socket_root,
+            ..crate::ListenOptions::default()
+        }
+    }
+
     /// The endpoint of the local service `id`: a Unix socket at
     /// [`LocalPaths::path_for`], or on Windows the pipe [`pipe_name`] maps
     /// that path to.

@@ -108,6 +108,70 @@ pub fn prepare_socket_root(path: &Path, root: &Path, secure: bool) -> Result<(),
     Ok(())
 }
 
+/// Client-side ownership check of a local endpoint (SPEC §2.1, item 4):
+/// `path` must be a socket (not a symlink) owned by this user or by root,
+/// and its directory a real directory owned by this user or by root that
+/// nobody else can write to. Call it before [`crate::connect`] when the
+/// server must be trusted; the peer credentials of the connected stream
+/// ([`crate::PeerInfo::cred`]) give the same answer for the live process.
+pub fn verify_socket_owner(path: &Path) -> Result<(), TransportError> {
+    let euid = current_euid();
+    let trusted = |uid: u32| uid == euid || uid == 0;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let root_err = |reason: String, source: Option<io::Error>| TransportError::SocketRoot {
+        root: dir.clone(),
+        reason,
+        source,
+    };
+    let dmeta = fs::symlink_metadata(&dir)
+        .map_err(|e| root_err("cannot inspect the directory".into(), Some(e)))?;
+    if !dmeta.file_type().is_dir() {
+        return Err(root_err("not a real directory".into(), None));
+    }
+    if !trusted(dmeta.uid()) {
+        return Err(root_err(
+            format!(
+                "directory owned by uid {}, not by uid {euid} or root",
+                dmeta.uid()
+            ),
+            None,
+        ));
+    }
+    // Sticky directories such as /tmp are writable by all but protect
+    // entries of other users; anything else writable by others is unsafe.
+    if dmeta.mode() & 0o022 != 0 && dmeta.mode() & 0o1000 == 0 {
+        return Err(root_err(
+            "directory is writable by group or other users".into(),
+            None,
+        ));
+    }
+    let meta = fs::symlink_metadata(path).map_err(|e| TransportError::Connect {
+        endpoint: format!("unix:{}", path.display()),
+        source: e,
+    })?;
+    let ft = meta.file_type();
+    if !ft.is_socket() {
+        return Err(TransportError::UnlinkNotSocket {
+            path: path.to_owned(),
+            kind: kind_name(&ft),
+        });
+    }
+    if !trusted(meta.uid()) {
+        return Err(root_err(
+            format!(
+                "socket {} owned by uid {}, not by uid {euid} or root",
+                path.display(),
+                meta.uid()
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
 fn kind_name(ft: &fs::FileType) -> &'static str {
     if ft.is_symlink() {
         "symlink"

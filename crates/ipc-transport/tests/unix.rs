@@ -488,3 +488,57 @@ async fn permission_denied_is_reported() {
     }
     drop(l);
 }
+
+#[tokio::test]
+async fn local_paths_listen_options_secure_the_root() {
+    let dir = tempdir();
+    let paths = ipc_transport::LocalPaths {
+        socket_root: PathBuf::from(format!("{}/node-ipc-test/", dir.path().display())),
+        appspace: "app.".into(),
+        secure_socket_root: true,
+    };
+    let endpoint = paths.endpoint_for("world");
+    assert_eq!(
+        endpoint,
+        Endpoint::Unix(dir.path().join("node-ipc-test/app.world"))
+    );
+    let l = within(Listener::bind(&endpoint, &paths.listen_options()))
+        .await
+        .unwrap();
+    assert_eq!(mode_of(&dir.path().join("node-ipc-test")), 0o700);
+    let Endpoint::Unix(path) = &endpoint else {
+        unreachable!()
+    };
+    ipc_transport::unix::verify_socket_owner(path).unwrap();
+    exchange(&l, &endpoint).await;
+}
+
+#[tokio::test]
+async fn verify_socket_owner_refuses_unsafe_endpoints() {
+    use ipc_transport::unix::verify_socket_owner;
+    let dir = tempdir();
+    // A directory others can write to.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = dir.path().join("s");
+    let _l = within(Listener::bind(&ep(&path), &ListenOptions::default()))
+        .await
+        .unwrap();
+    let err = verify_socket_owner(&path).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::SocketRoot));
+    assert!(err.to_string().contains("writable"), "{err}");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    verify_socket_owner(&path).unwrap();
+    // Not a socket.
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    assert_eq!(
+        verify_socket_owner(&file).unwrap_err().code(),
+        Some(ErrorCode::UnlinkNotSocket)
+    );
+    // A socket owned by someone else (root can arrange that).
+    if ipc_transport::unix::current_euid() == 0 {
+        std::os::unix::fs::lchown(&path, Some(65534), Some(65534)).unwrap();
+        let err = verify_socket_owner(&path).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+    }
+}

@@ -225,7 +225,12 @@ impl UdpSocket {
     }
 
     fn check(&self, len: usize, target: SocketAddr) -> Result<(), TransportError> {
-        let max = self.max_payload();
+        // IPv4 peers of a dual-stack udp6 socket get the IPv4 limit.
+        let max = if target.is_ipv4() {
+            MAX_UDP4_PAYLOAD
+        } else {
+            self.max_payload()
+        };
         if len > max {
             return Err(TransportError::DatagramTooLarge { target, len, max });
         }
@@ -248,10 +253,18 @@ impl UdpSocket {
 
     async fn transmit(
         &self,
-        target: SocketAddr,
+        original_target: SocketAddr,
         contents: &[u8],
         segment: Option<usize>,
     ) -> io::Result<()> {
+        // A dual-stack udp6 socket reaches IPv4 peers through mapped addresses
+        // (received addresses are reported unmapped).
+        let target = match (self.family, original_target) {
+            (UdpFamily::V6, SocketAddr::V4(v4)) => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            _ => original_target,
+        };
         match &self.state {
             Some(state) => {
                 let transmit = Transmit {

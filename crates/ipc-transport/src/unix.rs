@@ -193,6 +193,9 @@ fn kind_name(ft: &fs::FileType) -> &'static str {
 /// [`TransportError::UnlinkNotSocket`]; a socket a live server accepts on →
 /// [`TransportError::AddressInUse`] unless `mode` is [`UnlinkMode::Force`];
 /// otherwise the stale socket is removed.
+///
+/// The probe is a real connection: a live server sees it connect and close
+/// without sending anything.
 pub async fn unlink_stale(path: &Path, mode: UnlinkMode) -> Result<(), TransportError> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,

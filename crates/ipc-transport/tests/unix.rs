@@ -454,8 +454,12 @@ async fn permission_denied_is_reported() {
         .unwrap();
     assert_eq!(mode_of(&path), 0o600);
     if ipc_transport::unix::current_euid() == 0 {
-        // Root bypasses file permissions: ask an unprivileged child.
-        let exe = std::env::current_exe().unwrap();
+        // Root bypasses file permissions: ask an unprivileged child. It runs
+        // a copy of this test binary placed where it can execute it (the
+        // build directory may be private to root).
+        let exe = dir.path().join("test-binary");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = within(
             tokio::process::Command::new(exe)
                 .args([

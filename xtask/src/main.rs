@@ -100,15 +100,21 @@ fn test() -> Result<(), String> {
             "xtask: NOTICE: skipping the Windows check (`rustup target add {WIN}` and Debian's gcc-mingw-w64-x86-64 enable it)"
         );
     }
-    // The interop crate runs last, after its Node setup.
-    run(cargo().args([
+    // The interop crate runs last, after its Node setup; it runs even when
+    // the workspace tests failed, so one run reports both.
+    let workspace = run(cargo().args([
         "test",
         "--workspace",
         "--all-features",
         "--exclude",
         "ipc-interop",
-    ]))?;
-    interop::interop_for_test()
+    ]));
+    let interop = interop::interop_for_test();
+    match (workspace, interop) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(w), Err(i)) => Err(format!("{w}\nxtask: {i}")),
+    }
 }
 
 fn fuzz(args: &[String]) -> Result<(), String> {

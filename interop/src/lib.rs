@@ -722,6 +722,11 @@ impl NodePeer {
         })
     }
 
+    /// The OS process id, while the process has not been reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The peer label (`v12 server unix`).
     pub fn label(&self) -> &str {
         &self.label

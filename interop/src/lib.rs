@@ -984,6 +984,15 @@ pub enum CellStatus {
     Skipped(String),
 }
 
+impl<E: fmt::Display> From<std::result::Result<(), E>> for CellStatus {
+    fn from(res: std::result::Result<(), E>) -> Self {
+        match res {
+            Ok(()) => CellStatus::Passed,
+            Err(e) => CellStatus::Failed(e.to_string()),
+        }
+    }
+}
+
 /// One matrix cell: suite × peer × transport × case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cell {
@@ -1096,11 +1105,7 @@ impl Matrix {
         case: &str,
         res: std::result::Result<(), E>,
     ) {
-        let status = match res {
-            Ok(()) => CellStatus::Passed,
-            Err(e) => CellStatus::Failed(e.to_string()),
-        };
-        self.record(peer, transport, case, status);
+        self.record(peer, transport, case, CellStatus::from(res));
     }
 
     /// Availability gate that also records a `skipped` cell: `true` when

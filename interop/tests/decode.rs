@@ -12,7 +12,7 @@
 mod common;
 
 use common::*;
-use ipc_interop::{Event, Flavor, Matrix, NodePeer, PeerSpec, Transport};
+use ipc_interop::{CellStatus, Event, Flavor, Matrix, NodePeer, PeerSpec, Transport};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -297,6 +297,28 @@ async fn decode_case(flavor: Flavor, net: Net, id: &str, srv: &mut Server) -> Re
                 Flavor::V12 => unreachable!("crash case"),
             }
         }
+        "D10" => {
+            // 1 048 600 bytes of string content and no delimiter.
+            let mut big = b"{\"type\":\"x\",\"data\":\"".to_vec();
+            big.resize(big.len() + D10_LEN, b'a');
+            write(&mut st, &big).await?;
+            if guarded {
+                expect_protocol_error(srv, &mut st, "ERR_IPC_FRAME_TOO_LARGE").await?;
+            } else {
+                // Buffered: completing the frame dispatches it whole.
+                write(&mut st, b"\"}\x0c").await?;
+                srv.peer
+                    .expect(
+                        |e| {
+                            e.is_event("x")
+                                && e.arg(0).and_then(Value::as_str).map(str::len) == Some(D10_LEN)
+                        },
+                        T,
+                    )
+                    .await
+                    .map_err(s)?;
+            }
+        }
         "D12" => {
             write(&mut st, b"{\"type\":\"x\",\"data\":1}").await?;
             st.shutdown().await.map_err(s)?;
@@ -336,6 +358,27 @@ async fn decode_case(flavor: Flavor, net: Net, id: &str, srv: &mut Server) -> Re
     Ok(())
 }
 
+const D10_LEN: usize = 1_048_600;
+
+/// D11 with a short `messageTimeout` (the default is 30 s): an incomplete
+/// frame followed by silence is a protocol error in v14 `guarded`.
+async fn d11_guarded(net: Net) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(s)?;
+    let transport = net.server_transport(dir.path());
+    let spec = PeerSpec::server(Flavor::V14Guarded, transport.clone())
+        .config("messageTimeout", json!(300));
+    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
+    peer.ready(T).await.map_err(s)?;
+    let mut srv = Server {
+        peer,
+        transport,
+        _dir: dir,
+    };
+    let (mut st, _) = open(&mut srv).await?;
+    write(&mut st, b"{\"type\":\"x\"").await?;
+    expect_protocol_error(&mut srv, &mut st, "ERR_IPC_MESSAGE_TIMEOUT").await
+}
+
 /// Crash cells per SPEC §1.4 (valid JSON, bad envelope, non-guarded v12/v14).
 fn crash_input(flavor: Flavor, id: &str) -> Option<&'static [u8]> {
     match (flavor, id) {
@@ -346,8 +389,8 @@ fn crash_input(flavor: Flavor, id: &str) -> Option<&'static [u8]> {
     }
 }
 
-const CASES: [&str; 12] = [
-    "D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D12", "D13", "D14",
+const CASES: [&str; 13] = [
+    "D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9", "D10", "D12", "D13", "D14",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,6 +450,14 @@ async fn rust_client_decode_vectors_to_node_server() {
                     continue;
                 }
             };
+            let d11 = if flavor == Flavor::V14Guarded {
+                CellStatus::from(bounded(d11_guarded(net)).await)
+            } else {
+                CellStatus::NotApplicable(
+                    "no incomplete-frame timer outside v14 guarded/assured".into(),
+                )
+            };
+            m.record(flavor.label(), net.label(), "D11", d11);
             for id in CASES {
                 let res = if let Some(input) = crash_input(flavor, id) {
                     bounded(crash_case(flavor, net, input)).await

@@ -2,7 +2,7 @@
 //! (`{"type":"message","data":"<64 ASCII chars>"}` + 0x0C), a 1000-frame
 //! buffer, and `serde_json::from_slice` on the same frame as the ceiling
 //! for a JSON-parsing decoder.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -20,9 +20,11 @@
 //! * guarded/assured: a frame longer than `max_message_size` (without
 //!   delimiter) fails with `ERR_IPC_FRAME_TOO_LARGE`, and so does a partial
 //!   frame as soon as the buffered remainder proves it will be longer.
-//! * every framed profile: a partial frame longer than `max_partial_bytes`
-//!   fails with `ERR_IPC_FRAME_TOO_LARGE` (fast included, so a peer that
-//!   never sends a delimiter cannot grow the buffer without bound).
+//! * every framed profile: a frame or partial frame longer than
+//!   `max_partial_bytes` fails with `ERR_IPC_FRAME_TOO_LARGE` (fast
+//!   included, so a peer that never sends a delimiter cannot grow the
+//!   buffer without bound; complete frames get the same cap so that the
+//!   outcome never depends on how the stream was chunked).
 //! * guarded/assured with a `message_timeout`: the timer starts when a
 //!   partial frame first appears in the buffer (after the last complete
 //!   frame was taken), is not restarted by later reads of the same frame,
@@ -288,6 +290,13 @@ pub(crate) fn decode_frame(frame: BytesMut, cfg: &CodecConfig) -> Result<Message
     if cfg.profile.is_guarded() && frame.len() > cfg.max_message_size {
         return Err(ProtocolError::frame_too_large(
             "frame exceeds max_message_size",
+        ));
+    }
+    // The partial-frame bound also caps complete frames, so the outcome does
+    // not depend on how the stream was chunked.
+    if frame.len() > cfg.max_partial_bytes {
+        return Err(ProtocolError::frame_too_large(
+            "frame exceeds max_partial_bytes",
         ));
     }
     let frame = sanitize(frame, cfg)?.freeze();

@@ -116,13 +116,14 @@ pub mod design {
     //!
     //! ## Send path
     //!
-    //! [`crate::FrameEncoder::encode`] writes `{"type":` + name + `,"data":`
-    //! + value + `}` + delimiter directly into the caller's `BytesMut`,
-    //! serializing `T` with `serde_json`'s serializer and [`crate::JsFormatter`]
-    //! (JavaScript number formatting). No intermediate `Value`, one pass, no
-    //! allocation beyond growing `dst`. Checks that can fail after bytes were
-    //! written (serialization errors, `max_message_size`) truncate `dst`
-    //! back, so a failed encode never leaves half a frame.
+    //! [`crate::FrameEncoder::encode`] writes `{"type":`, the name,
+    //! `,"data":`, the value, `}` and the delimiter directly into the
+    //! caller's `BytesMut`, serializing `T` with `serde_json`'s serializer
+    //! and [`crate::JsFormatter`] (JavaScript number formatting). No
+    //! intermediate `Value`, one pass, no allocation beyond growing `dst`.
+    //! Checks that can fail after bytes were written (serialization errors,
+    //! `max_message_size`) truncate `dst` back, so a failed encode never
+    //! leaves half a frame.
     //!
     //! ## Deviations from node-ipc, on purpose
     //!

@@ -1,5 +1,6 @@
 //! Property tests: round trips over any chunking, and the fast envelope
 //! path agreeing with the full parse on every input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -45,7 +46,9 @@ fn split<'a>(bytes: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
 }
 
 /// Outcome of decoding a stream: messages (event, data text) and the first error.
-fn run(cfg: &CodecConfig, chunks: &[&[u8]]) -> (Vec<(String, Option<Vec<u8>>)>, Option<ErrorCode>) {
+type Outcome = (Vec<(String, Option<Vec<u8>>)>, Option<ErrorCode>);
+
+fn run(cfg: &CodecConfig, chunks: &[&[u8]]) -> Outcome {
     let mut dec = FrameDecoder::new(cfg.clone()).unwrap();
     let mut buf = BytesMut::new();
     let mut msgs = Vec::new();

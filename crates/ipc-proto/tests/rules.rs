@@ -1,5 +1,6 @@
 //! SPEC §1.4 decode table (rows for fast/guarded/assured), §4.1 limits,
 //! §3.4 outbound name rules, strict flags, delimiters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -209,8 +210,12 @@ fn limit_max_message_size() {
         .with_max_message_size(64)
         .with_max_partial_bytes(1000);
     assert!(matches!(one(&fast, over.as_bytes()), Seen::Msg(..)));
-    let per = feed_chunks(fast, &[&[b'x'; 1000], b"x"], Instant::now());
+    let per = feed_chunks(fast.clone(), &[&[b'x'; 1000], b"x"], Instant::now());
     assert_eq!(per, vec![vec![], vec![Seen::Err(FrameTooLarge)]]);
+    // ... and complete frames get the same cap, whatever the chunking.
+    let big = format!(r#"{{"type":"t","data":"{}"}}"#, "a".repeat(1001 - 22));
+    assert_eq!(big.len(), 1001);
+    assert_eq!(one(&fast, big.as_bytes()), Seen::Err(FrameTooLarge));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! UDP reassembly bounds (SPEC §2.5) and the tokio-util adapter over a real
 //! in-memory duplex stream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
 //! Every vector of SPEC §7.1–§7.5, asserted byte for byte.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Helpers shared by the integration tests (included with `mod common;`).
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::time::Instant;
 

@@ -5,10 +5,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use ipc_proto::{CodecConfig, Emit, ErrorCode, FrameCodec, Inbound, UdpLimits, UdpReassembler};
-use tokio::io::AsyncWriteExt;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use ipc_proto::{CodecConfig, ErrorCode, UdpLimits, UdpReassembler};
+#[cfg(feature = "codec")]
+use {
+    futures_util::{SinkExt, StreamExt},
+    ipc_proto::{Emit, FrameCodec, Inbound},
+    tokio::io::AsyncWriteExt,
+    tokio_util::codec::{FramedRead, FramedWrite},
+};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -106,6 +110,7 @@ fn udp_fragments_expire() {
     assert_eq!(udp.peers(), 1);
 }
 
+#[cfg(feature = "codec")]
 #[tokio::test(flavor = "current_thread")]
 async fn framed_adapter_over_a_duplex_stream() {
     let (client, server) = tokio::io::duplex(64);
@@ -154,6 +159,7 @@ async fn framed_adapter_over_a_duplex_stream() {
     );
 }
 
+#[cfg(feature = "codec")]
 #[tokio::test(flavor = "current_thread")]
 async fn framed_adapter_reports_protocol_errors_and_strict_eof() {
     let (mut client, server) = tokio::io::duplex(64);

@@ -48,6 +48,13 @@
 //!
 //! After an error a caller *may* keep using the decoder on a fresh buffer;
 //! it behaves like a new one.
+//!
+//! ## Buffer contract
+//!
+//! Between calls the caller may only *append* to the buffer (that is what a
+//! read does). If it clears or replaces the buffer itself, it must call
+//! [`FrameDecoder::reset`], because the remembered scan position refers to
+//! the old contents.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

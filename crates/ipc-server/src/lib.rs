@@ -1,10 +1,43 @@
 //! # ipc-server — an async node-ipc server
 //!
-//! **Owns:** the server side of node-ipc's behaviour: the accept loop, one
-//! reader and one writer task per connection, `emit`/`broadcast`, lifecycle
-//! events, stop semantics, UDP endpoints and the server half of the
-//! request/ping/pub-sub extension.
+//! **Owns:** the server side of node-ipc's behaviour: the accept loop with
+//! `maxConnections`, one reader and one writer task per connection, `emit`,
+//! `broadcast`, the lifecycle events of SPEC §3.3 in their exact order,
+//! graceful `stop` and immediate `abort`, `identifyPeer`, and UDP endpoints
+//! with bounded per-peer reassembly and a bounded table of known peers.
 //!
-//! **Does not own:** bytes on the wire (`ipc-proto`) or sockets
-//! (`ipc-transport`).
+//! **Does not own:** bytes on the wire (`ipc-proto`), sockets
+//! (`ipc-transport`), or the connection plumbing it shares with the client
+//! (handler registry, outbox and writer, frame reader — in `ipc-client`).
+//!
+//! ## Delivery and backpressure
+//!
+//! Every connection has an outbound queue bounded in bytes
+//! ([`ServerConfig::queue_bytes`]). [`Socket::emit`] waits while the queue
+//! is full; [`Socket::try_emit`] fails instead. [`Server::broadcast`]
+//! encodes once, shares the bytes with every queue and never waits: a peer
+//! whose queue is full is disconnected with an `ERR_IPC_BACKPRESSURE`
+//! `error` event, so one stuck reader cannot slow the others. A connection
+//! that ends with frames still queued reports them in an `error` event
+//! (`ERR_IPC_NOT_CONNECTED`): nothing accepted disappears silently.
+//!
+//! ## Stop
+//!
+//! [`Server::stop`] stops accepting (the Unix socket file is removed),
+//! writes what every queue holds, closes every connection and emits
+//! `socket.disconnected` then `close` for each (node-ipc 14 omits
+//! `socket.disconnected` on stop; SPEC §9 #10). [`Server::abort`] drops the
+//! queues instead, and reports what they held.
 #![forbid(unsafe_code)]
+
+mod error;
+mod event;
+mod server;
+mod socket;
+
+pub use error::ServerError;
+pub use event::ServerEvent;
+pub use server::{Server, ServerConfig, ServerState};
+pub use socket::{Peer, Socket};
+
+pub use ipc_client::{EventStream, HandlerId, Origin};

@@ -1,0 +1,622 @@
+//! [`Client`]: connect to a node-ipc server, retry, emit with backpressure.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, Inbound, Profile};
+use ipc_transport::{ConnectOptions, Endpoint, Stream};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ClientError;
+use crate::event::{ClientEvent, EventStream};
+use crate::handlers::{HandlerId, Handlers};
+use crate::link::{FrameReader, ReadEvent};
+use crate::outbox::{write_loop, Outbox, SendError, SyncGate, WriterExit};
+use crate::retry::{OnClose, OnTimer, RetryConfig, RetryState};
+
+/// Everything a [`Client`] is configured with.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Profile, limits and delimiter (node-ipc's `parser`, `delimiter`,
+    /// `rawBuffer`, `maxMessageSize`, …).
+    pub codec: CodecConfig,
+    /// Transport options: TLS material, local interface, timeouts.
+    pub connect: ConnectOptions,
+    /// The reconnect policy; its `retry`, `max_retries` and `stop_retrying`
+    /// can also be changed while the client runs.
+    pub retry: RetryConfig,
+    /// Bound of the outbound queue in bytes. `emit` waits while it is full;
+    /// `try_emit` fails. Default: the codec's `max_pending_bytes` (8 MiB).
+    pub queue_bytes: usize,
+    /// node-ipc's `sync`: one message in flight, the next one released by
+    /// whatever the server sends (SPEC §3.5).
+    pub sync: bool,
+    /// Release the next sync-mode message after this long without an answer
+    /// and report `ERR_IPC_SYNC_TIMEOUT` (default: wait forever, as node-ipc).
+    pub sync_timeout: Option<Duration>,
+    /// Retry after TLS authentication failures too (default false: a bad
+    /// certificate will not get better by retrying).
+    pub retry_on_tls_failure: bool,
+    /// Capacity of each [`EventStream`].
+    pub event_buffer: usize,
+    /// How long [`Client::disconnect`] waits for queued messages to be
+    /// written before it gives up on them (and reports them).
+    pub close_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        let codec = CodecConfig::fast();
+        let queue_bytes = codec.max_pending_bytes;
+        ClientConfig {
+            codec,
+            connect: ConnectOptions::default(),
+            retry: RetryConfig::default(),
+            queue_bytes,
+            sync: false,
+            sync_timeout: None,
+            retry_on_tls_failure: false,
+            event_buffer: 1024,
+            close_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a client is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientState {
+    /// Created, not started.
+    Idle,
+    /// A connection attempt is under way.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// Disconnected; a retry is scheduled.
+    Disconnected,
+    /// Finished: destroyed or disconnected explicitly.
+    Destroyed,
+}
+
+struct Inner {
+    endpoint: Endpoint,
+    name: String,
+    config: ClientConfig,
+    retry: Mutex<RetryConfig>,
+    encoder: FrameEncoder,
+    outbox: Outbox,
+    handlers: Handlers<ClientEvent>,
+    streams: Mutex<Arc<Vec<mpsc::Sender<ClientEvent>>>>,
+    /// Set by `disconnect`/`destroy`: no retry, no more events.
+    explicit: CancellationToken,
+    closing: AtomicBool,
+    state: watch::Sender<ClientState>,
+    sync_gate: Option<Arc<SyncGate>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A node-ipc client: one logical connection to one endpoint, reconnecting
+/// per node-ipc's policy. Cheap to clone (all clones are the same client).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_client::{Client, ClientConfig, ClientEvent};
+/// let client = Client::new("unix:/tmp/app.world".parse()?, ClientConfig::default())?;
+/// client.on("message", |ev: &ClientEvent| {
+///     if let Some(m) = ev.message() {
+///         println!("got {}", m.data_value());
+///     }
+/// });
+/// client.start();
+/// client.emit("message", "hello").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.inner.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Client {
+    /// Creates a client for `endpoint` without connecting: register handlers
+    /// and event streams, then call [`Client::start`].
+    pub fn new(endpoint: Endpoint, config: ClientConfig) -> Result<Client, ClientError> {
+        let encoder = FrameEncoder::new(config.codec.clone()).map_err(ClientError::Config)?;
+        FrameDecoder::new(config.codec.clone()).map_err(ClientError::Config)?;
+        let (state, _) = watch::channel(ClientState::Idle);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                name: endpoint.to_string(),
+                endpoint,
+                retry: Mutex::new(config.retry),
+                encoder,
+                outbox: Outbox::new(config.queue_bytes),
+                handlers: Handlers::new(),
+                streams: Mutex::new(Arc::new(Vec::new())),
+                explicit: CancellationToken::new(),
+                closing: AtomicBool::new(false),
+                state,
+                sync_gate: config.sync.then(|| Arc::new(SyncGate::default())),
+                task: Mutex::new(None),
+                config,
+            }),
+        })
+    }
+
+    /// [`Client::new`] + [`Client::start`].
+    pub fn connect(endpoint: Endpoint, config: ClientConfig) -> Result<Client, ClientError> {
+        let c = Client::new(endpoint, config)?;
+        c.start();
+        Ok(c)
+    }
+
+    /// Starts connecting (in the background, on the current tokio runtime).
+    /// Calling it again does nothing.
+    pub fn start(&self) {
+        let mut task = lock(&self.inner.task);
+        if task.is_some() || self.inner.explicit.is_cancelled() {
+            return;
+        }
+        let inner = self.inner.clone();
+        *task = Some(tokio::spawn(supervise(inner)));
+    }
+
+    /// The endpoint this client connects to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.inner.endpoint
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ClientState {
+        *self.inner.state.borrow()
+    }
+
+    /// Whether the client is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.state() == ClientState::Connected
+    }
+
+    /// Waits until the client is connected (`Ok`) or destroyed (`Err`).
+    pub async fn connected(&self) -> Result<(), ClientError> {
+        let mut rx = self.inner.state.subscribe();
+        loop {
+            match *rx.borrow_and_update() {
+                ClientState::Connected => return Ok(()),
+                ClientState::Destroyed => {
+                    return Err(ClientError::Destroyed {
+                        endpoint: self.inner.name.clone(),
+                    })
+                }
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(ClientError::Destroyed {
+                    endpoint: self.inner.name.clone(),
+                });
+            }
+        }
+    }
+
+    /// Registers a handler for `event` (`"*"` registers a wildcard handler
+    /// that sees every event, first).
+    pub fn on(&self, event: &str, f: impl Fn(&ClientEvent) + Send + Sync + 'static) -> HandlerId {
+        if event == crate::handlers::WILDCARD {
+            self.inner.handlers.on_any(move |_, ev| f(ev))
+        } else {
+            self.inner.handlers.on(event, f)
+        }
+    }
+
+    /// Registers a handler for the next `event` only.
+    pub fn once(&self, event: &str, f: impl Fn(&ClientEvent) + Send + Sync + 'static) -> HandlerId {
+        if event == crate::handlers::WILDCARD {
+            self.inner.handlers.once_any(move |_, ev| f(ev))
+        } else {
+            self.inner.handlers.once(event, f)
+        }
+    }
+
+    /// Removes a handler.
+    pub fn off(&self, id: HandlerId) -> bool {
+        self.inner.handlers.off(id)
+    }
+
+    /// Removes every handler of `event`.
+    pub fn off_event(&self, event: &str) -> usize {
+        self.inner.handlers.off_event(event)
+    }
+
+    /// A new stream of every event from now on.
+    pub fn events(&self) -> EventStream<ClientEvent> {
+        let (tx, stream) = EventStream::channel(self.inner.config.event_buffer);
+        let mut streams = lock(&self.inner.streams);
+        let mut v: Vec<_> = streams.iter().filter(|s| !s.is_closed()).cloned().collect();
+        v.push(tx);
+        *streams = Arc::new(v);
+        stream
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<Bytes, ClientError> {
+        self.inner
+            .encoder
+            .encode_to_bytes(event, data)
+            .map_err(|source| ClientError::Encode {
+                endpoint: self.inner.name.clone(),
+                source,
+            })
+    }
+
+    fn send_error(&self, e: SendError) -> ClientError {
+        match e {
+            SendError::Full {
+                queued, capacity, ..
+            } => ClientError::Backpressure {
+                endpoint: self.inner.name.clone(),
+                queued,
+                capacity,
+            },
+            SendError::Closed { .. } => ClientError::Destroyed {
+                endpoint: self.inner.name.clone(),
+            },
+        }
+    }
+
+    /// Sends `{"type":event,"data":data}`. Queued while disconnected and
+    /// delivered, in order, after the next connect. Waits while the outbound
+    /// queue is full. Fails if the name is refused by the profile or the
+    /// client is destroyed.
+    pub async fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ClientError> {
+        let frame = self.encode(event, Some(data))?;
+        self.send_frame(frame).await
+    }
+
+    /// Sends an event without data (`data` becomes `{}`, as node-ipc does).
+    pub async fn emit_empty(&self, event: &str) -> Result<(), ClientError> {
+        let frame = self.encode::<()>(event, None)?;
+        self.send_frame(frame).await
+    }
+
+    /// Like [`Client::emit`] but fails with `ERR_IPC_BACKPRESSURE` instead of
+    /// waiting when the queue is full.
+    pub fn try_emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ClientError> {
+        let frame = self.encode(event, Some(data))?;
+        self.inner
+            .outbox
+            .try_send(frame)
+            .map_err(|e| self.send_error(e))
+    }
+
+    /// Raw profile: sends the bytes as they are.
+    pub async fn emit_raw(&self, bytes: impl AsRef<[u8]>) -> Result<(), ClientError> {
+        let mut dst = bytes::BytesMut::with_capacity(bytes.as_ref().len());
+        self.inner
+            .encoder
+            .encode_raw(bytes.as_ref(), &mut dst)
+            .map_err(|source| ClientError::Encode {
+                endpoint: self.inner.name.clone(),
+                source,
+            })?;
+        self.send_frame(dst.freeze()).await
+    }
+
+    /// Queues an already encoded frame (delimiter included), e.g. one shared
+    /// by several clients.
+    pub async fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.inner
+            .outbox
+            .send(frame)
+            .await
+            .map_err(|e| self.send_error(e))
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.outbox.queued_bytes()
+    }
+
+    /// Changes `stopRetrying` while the client runs (SPEC §3.6).
+    pub fn set_stop_retrying(&self, stop: bool) {
+        lock(&self.inner.retry).stop_retrying = stop;
+    }
+
+    /// Changes the retry settings while the client runs.
+    pub fn set_retry(&self, retry: RetryConfig) {
+        *lock(&self.inner.retry) = retry;
+    }
+
+    /// Stops the client: no reconnect, no further events to handlers (they
+    /// are removed first, as node-ipc 14 does). Messages already queued are
+    /// written first when connected, within `close_timeout`; whatever could
+    /// not be written is reported as `Err(Undelivered)`.
+    pub async fn disconnect(&self) -> Result<(), ClientError> {
+        self.inner.handlers.clear();
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.outbox.close();
+        if self.is_connected() {
+            let _ =
+                tokio::time::timeout(self.inner.config.close_timeout, self.inner.outbox.flushed())
+                    .await;
+        }
+        self.finish().await
+    }
+
+    /// Stops the client at once: queued messages are dropped and reported as
+    /// `Err(Undelivered)`.
+    pub async fn destroy(&self) -> Result<(), ClientError> {
+        self.inner.handlers.clear();
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.finish().await
+    }
+
+    async fn finish(&self) -> Result<(), ClientError> {
+        self.inner.explicit.cancel();
+        let task = lock(&self.inner.task).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+        self.inner.state.send_replace(ClientState::Destroyed);
+        let (frames, bytes) = self.inner.outbox.abort();
+        if frames > 0 {
+            return Err(ClientError::Undelivered {
+                endpoint: self.inner.name.clone(),
+                frames,
+                bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn retry_config(&self) -> RetryConfig {
+        *lock(&self.retry)
+    }
+
+    fn explicit(&self) -> bool {
+        self.explicit.is_cancelled() || self.closing.load(Ordering::SeqCst)
+    }
+
+    fn set_state(&self, s: ClientState) {
+        self.state.send_replace(s);
+    }
+
+    /// Dispatches to handlers, then to every event stream (waiting while a
+    /// stream is full: backpressure instead of unbounded buffering).
+    async fn emit(&self, ev: ClientEvent) {
+        let d = self.handlers.dispatch(ev.name(), &ev);
+        let streams = lock(&self.streams).clone();
+        let is_error = matches!(ev, ClientEvent::Error(_));
+        if is_error && d.ran == 0 && streams.is_empty() {
+            if let ClientEvent::Error(e) = &ev {
+                tracing::warn!(endpoint = %self.name, error = %e, "unhandled client error");
+            }
+        }
+        let mut closed = false;
+        for tx in streams.iter() {
+            if tx.send(ev.clone()).await.is_err() {
+                closed = true;
+            }
+        }
+        if closed {
+            let mut s = lock(&self.streams);
+            let v: Vec<_> = s.iter().filter(|t| !t.is_closed()).cloned().collect();
+            *s = Arc::new(v);
+        }
+        for p in d.panics {
+            let err = ClientEvent::Error(Arc::new(ClientError::Handler {
+                event: p.event,
+                message: p.message,
+            }));
+            if is_error {
+                tracing::error!(endpoint = %self.name, "error handler panicked: {err:?}");
+            } else {
+                Box::pin(self.emit(err)).await;
+            }
+        }
+    }
+
+    async fn error(&self, e: ClientError) {
+        self.emit(ClientEvent::Error(Arc::new(e))).await;
+    }
+}
+
+async fn supervise(inner: Arc<Inner>) {
+    let mut retry = RetryState::new(&inner.retry_config());
+    loop {
+        inner.set_state(ClientState::Connecting);
+        let attempt = tokio::select! {
+            biased;
+            _ = inner.explicit.cancelled() => break,
+            r = ipc_transport::connect(&inner.endpoint, &inner.config.connect) => r,
+        };
+        let violation = match attempt {
+            Ok(stream) => {
+                retry.on_connect(&inner.retry_config());
+                inner.set_state(ClientState::Connected);
+                inner.emit(ClientEvent::Connect).await;
+                match run_connection(&inner, stream).await {
+                    Some(e) => {
+                        let violation = !e.is_retryable();
+                        if !inner.explicit() {
+                            inner.error(e).await;
+                        }
+                        violation
+                    }
+                    None => false,
+                }
+            }
+            Err(source) => {
+                let tls_retry = inner.config.retry_on_tls_failure
+                    && matches!(inner.endpoint, Endpoint::Tls { .. });
+                let e = ClientError::Connect {
+                    endpoint: inner.name.clone(),
+                    source,
+                };
+                let violation = !e.is_retryable() && !tls_retry;
+                if !inner.explicit() {
+                    inner.error(e).await;
+                }
+                violation
+            }
+        };
+        if inner.explicit() {
+            break;
+        }
+        let cfg = inner.retry_config();
+        inner.set_state(ClientState::Disconnected);
+        match retry.on_close(&cfg, false, violation) {
+            OnClose::Destroy => {
+                inner.emit(ClientEvent::Disconnect).await;
+                inner.set_state(ClientState::Destroyed);
+                inner.emit(ClientEvent::Destroy).await;
+                report_undelivered(&inner).await;
+                return;
+            }
+            OnClose::RetryAfter(delay) => {
+                inner.emit(ClientEvent::Disconnect).await;
+                tokio::select! {
+                    biased;
+                    _ = inner.explicit.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                match retry.on_timer(&inner.retry_config(), inner.explicit()) {
+                    OnTimer::Stop => break,
+                    OnTimer::Destroy => {
+                        inner.set_state(ClientState::Destroyed);
+                        inner.emit(ClientEvent::Destroy).await;
+                        report_undelivered(&inner).await;
+                        return;
+                    }
+                    OnTimer::Reconnect => {}
+                }
+            }
+        }
+    }
+    inner.set_state(ClientState::Destroyed);
+}
+
+/// The client is finished: anything still queued will never be written.
+async fn report_undelivered(inner: &Inner) {
+    let (frames, bytes) = inner.outbox.abort();
+    if frames > 0 {
+        inner
+            .error(ClientError::Undelivered {
+                endpoint: inner.name.clone(),
+                frames,
+                bytes,
+            })
+            .await;
+    }
+}
+
+/// Runs one connection until it ends; returns the error that ended it, if
+/// any (`None` = the peer closed cleanly, or the client was stopped).
+async fn run_connection(inner: &Arc<Inner>, stream: Stream) -> Option<ClientError> {
+    let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
+        Ok(d) => d,
+        Err(e) => return Some(ClientError::Config(e)),
+    };
+    let (rd, mut wr) = stream.into_split();
+    let conn = inner.explicit.child_token();
+    let writer = {
+        let outbox = inner.outbox.clone();
+        let conn = conn.clone();
+        let gate = inner.sync_gate.clone();
+        tokio::spawn(async move {
+            let exit = write_loop(&outbox, &mut wr, true, &conn, gate.as_deref()).await;
+            if !matches!(exit, WriterExit::Drained) {
+                conn.cancel();
+            }
+            exit
+        })
+    };
+    let raw = inner.config.codec.profile == Profile::Raw;
+    let mut reader = FrameReader::new(rd, decoder);
+    let mut failure = None;
+    loop {
+        let ev = match (&inner.sync_gate, inner.config.sync_timeout) {
+            (Some(gate), Some(limit)) if !gate.is_ready() => {
+                match tokio::time::timeout(limit, reader.next(&conn)).await {
+                    Ok(ev) => ev,
+                    Err(_) => {
+                        gate.release();
+                        inner
+                            .error(ClientError::SyncTimeout {
+                                endpoint: inner.name.clone(),
+                            })
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            _ => reader.next(&conn).await,
+        };
+        match ev {
+            ReadEvent::Item(item) => {
+                if let Some(g) = &inner.sync_gate {
+                    g.release();
+                }
+                let ev = match item {
+                    Inbound::Message(m) => ClientEvent::Message(m),
+                    Inbound::Raw(b) => ClientEvent::Data(b),
+                };
+                debug_assert!(raw == matches!(ev, ClientEvent::Data(_)));
+                inner.emit(ev).await;
+            }
+            ReadEvent::Eof | ReadEvent::Cancelled => break,
+            ReadEvent::Protocol(source) => {
+                failure = Some(ClientError::Protocol {
+                    endpoint: inner.name.clone(),
+                    source,
+                });
+                break;
+            }
+            ReadEvent::Io(source) => {
+                failure = Some(ClientError::Io {
+                    endpoint: inner.name.clone(),
+                    source,
+                });
+                break;
+            }
+        }
+    }
+    conn.cancel();
+    match writer.await {
+        Ok(WriterExit::Failed(source)) if failure.is_none() && !inner.explicit() => {
+            failure = Some(ClientError::Io {
+                endpoint: inner.name.clone(),
+                source,
+            });
+        }
+        _ => {}
+    }
+    failure
+}

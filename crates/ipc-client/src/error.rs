@@ -1,0 +1,124 @@
+//! The client's error type.
+
+use std::io;
+
+use ipc_proto::{ErrorCode, ProtocolError};
+use ipc_transport::TransportError;
+
+/// Everything that can go wrong in a client. Each variant names the endpoint
+/// it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Connecting failed (refused, not found, TLS failure, …).
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// The connection failed while in use.
+    #[error("connection to {endpoint} failed: {source}")]
+    Io {
+        /// The endpoint.
+        endpoint: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The peer sent something the profile refuses; the client closed the
+    /// connection and will not reconnect (SPEC §1.4).
+    #[error("protocol violation from {endpoint}: {source}")]
+    Protocol {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        #[source]
+        source: ProtocolError,
+    },
+    /// An emit was refused before anything was written (bad name, frame too
+    /// large, …).
+    #[error("cannot emit to {endpoint}: {source}")]
+    Encode {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: ProtocolError,
+    },
+    /// The outbound queue is full (`try_emit` only).
+    #[error("outbound queue to {endpoint} is full ({queued} of {capacity} bytes)")]
+    Backpressure {
+        /// The endpoint.
+        endpoint: String,
+        /// Bytes queued.
+        queued: usize,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The client is destroyed; nothing more can be sent.
+    #[error("client for {endpoint} is destroyed")]
+    Destroyed {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// Messages that were accepted by `emit` could not be delivered because
+    /// the client was destroyed before they were written.
+    #[error("{frames} queued message(s) ({bytes} bytes) to {endpoint} were not delivered: the client was destroyed")]
+    Undelivered {
+        /// The endpoint.
+        endpoint: String,
+        /// How many frames.
+        frames: usize,
+        /// How many bytes.
+        bytes: usize,
+    },
+    /// A sync-mode emit got no answer within `sync_timeout`.
+    #[error("no answer from {endpoint} within the sync timeout; releasing the next message")]
+    SyncTimeout {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// A user handler panicked.
+    #[error("handler for `{event}` panicked: {message}")]
+    Handler {
+        /// The event being handled.
+        event: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The configuration is unusable.
+    #[error("invalid client configuration: {0}")]
+    Config(#[source] ProtocolError),
+}
+
+impl ClientError {
+    /// The `ERR_IPC_*` code, where one applies.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Connect { source, .. } => source.code(),
+            ClientError::Io { .. } => None,
+            ClientError::Protocol { source, .. }
+            | ClientError::Encode { source, .. }
+            | ClientError::Config(source) => Some(source.code()),
+            ClientError::Backpressure { .. } => Some(ErrorCode::Backpressure),
+            ClientError::Destroyed { .. } => Some(ErrorCode::Destroyed),
+            ClientError::Undelivered { .. } => Some(ErrorCode::NotConnected),
+            ClientError::SyncTimeout { .. } => Some(ErrorCode::SyncTimeout),
+            ClientError::Handler { .. } => Some(ErrorCode::Handler),
+        }
+    }
+
+    /// Whether a reconnect makes sense after this error: false for protocol
+    /// violations and non-retryable transport failures (TLS authentication,
+    /// configuration).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Connect { source, .. } => source.is_retryable(),
+            ClientError::Io { .. } => true,
+            _ => false,
+        }
+    }
+}

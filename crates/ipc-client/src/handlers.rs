@@ -1,0 +1,332 @@
+//! A node-ipc style handler registry: `on`, `once`, `off` and the `'*'`
+//! wildcard (SPEC §3.2).
+//!
+//! Dispatch order follows node-ipc 12/14: wildcard handlers run first (they
+//! receive the event name), then the handlers registered for that name, each
+//! in registration order. A handler that panics does not take the endpoint
+//! down: the panic is caught and reported back to the caller of
+//! [`Handlers::dispatch`], which turns it into an `error` event.
+//!
+//! The registry is shared by `ipc-client` and `ipc-server`; it is generic over
+//! the event type each of them dispatches.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Identifies one registered handler, for [`Handlers::off`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HandlerId(u64);
+
+/// The wildcard event name.
+pub const WILDCARD: &str = "*";
+
+type Typed<A> = Arc<dyn Fn(&A) + Send + Sync>;
+type Wild<A> = Arc<dyn Fn(&str, &A) + Send + Sync>;
+
+struct Entry<F> {
+    id: HandlerId,
+    once: bool,
+    f: F,
+}
+
+impl<F: Clone> Clone for Entry<F> {
+    fn clone(&self) -> Self {
+        Entry {
+            id: self.id,
+            once: self.once,
+            f: self.f.clone(),
+        }
+    }
+}
+
+struct Inner<A> {
+    next: u64,
+    // Copy-on-write lists: dispatch clones the `Arc` under the lock and calls
+    // the handlers after releasing it, so handlers may register or remove
+    // handlers themselves.
+    typed: HashMap<String, Arc<Vec<Entry<Typed<A>>>>>,
+    wild: Arc<Vec<Entry<Wild<A>>>>,
+}
+
+/// A registry of event handlers taking `&A`.
+pub struct Handlers<A> {
+    inner: Mutex<Inner<A>>,
+}
+
+/// A handler panicked while an event was dispatched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerPanic {
+    /// The event being dispatched.
+    pub event: String,
+    /// The panic message, when it was a string.
+    pub message: String,
+}
+
+impl<A> Default for Handlers<A> {
+    fn default() -> Self {
+        Handlers {
+            inner: Mutex::new(Inner {
+                next: 1,
+                typed: HashMap::new(),
+                wild: Arc::new(Vec::new()),
+            }),
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for Handlers<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Handlers")
+            .field("events", &inner.typed.keys().collect::<Vec<_>>())
+            .field("wildcard", &inner.wild.len())
+            .finish()
+    }
+}
+
+impl<A> Handlers<A> {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<A>> {
+        // A panic while the lock is held cannot leave the maps inconsistent
+        // (every mutation is a single insert/retain), so a poisoned lock is
+        // still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add_typed(&self, event: &str, once: bool, f: Typed<A>) -> HandlerId {
+        let mut inner = self.lock();
+        let id = HandlerId(inner.next);
+        inner.next += 1;
+        let list = inner.typed.entry(event.to_owned()).or_default();
+        Arc::make_mut(list).push(Entry { id, once, f });
+        id
+    }
+
+    fn add_wild(&self, once: bool, f: Wild<A>) -> HandlerId {
+        let mut inner = self.lock();
+        let id = HandlerId(inner.next);
+        inner.next += 1;
+        Arc::make_mut(&mut inner.wild).push(Entry { id, once, f });
+        id
+    }
+
+    /// Registers `f` for `event`. The name `"*"` is an ordinary name here;
+    /// use [`Handlers::on_any`] for the wildcard.
+    pub fn on(&self, event: &str, f: impl Fn(&A) + Send + Sync + 'static) -> HandlerId {
+        self.add_typed(event, false, Arc::new(f))
+    }
+
+    /// Registers `f` for the next `event` only.
+    pub fn once(&self, event: &str, f: impl Fn(&A) + Send + Sync + 'static) -> HandlerId {
+        self.add_typed(event, true, Arc::new(f))
+    }
+
+    /// Registers a wildcard handler: it sees every event, before the typed
+    /// handlers, with the event name.
+    pub fn on_any(&self, f: impl Fn(&str, &A) + Send + Sync + 'static) -> HandlerId {
+        self.add_wild(false, Arc::new(f))
+    }
+
+    /// A wildcard handler that runs once.
+    pub fn once_any(&self, f: impl Fn(&str, &A) + Send + Sync + 'static) -> HandlerId {
+        self.add_wild(true, Arc::new(f))
+    }
+
+    /// Removes one handler. Returns whether it was registered.
+    pub fn off(&self, id: HandlerId) -> bool {
+        let mut inner = self.lock();
+        if inner.wild.iter().any(|e| e.id == id) {
+            Arc::make_mut(&mut inner.wild).retain(|e| e.id != id);
+            return true;
+        }
+        let mut found = None;
+        for (name, list) in inner.typed.iter() {
+            if list.iter().any(|e| e.id == id) {
+                found = Some(name.clone());
+                break;
+            }
+        }
+        match found {
+            Some(name) => {
+                if let Some(list) = inner.typed.get_mut(&name) {
+                    Arc::make_mut(list).retain(|e| e.id != id);
+                    if list.is_empty() {
+                        inner.typed.remove(&name);
+                    }
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every handler of `event` (`"*"` removes the wildcard
+    /// handlers). Returns how many were removed.
+    pub fn off_event(&self, event: &str) -> usize {
+        let mut inner = self.lock();
+        if event == WILDCARD {
+            let n = inner.wild.len();
+            inner.wild = Arc::new(Vec::new());
+            return n;
+        }
+        inner.typed.remove(event).map(|l| l.len()).unwrap_or(0)
+    }
+
+    /// Removes every handler.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.typed.clear();
+        inner.wild = Arc::new(Vec::new());
+    }
+
+    /// Whether anything (a typed or a wildcard handler) would see `event`.
+    pub fn is_listened(&self, event: &str) -> bool {
+        let inner = self.lock();
+        !inner.wild.is_empty() || inner.typed.contains_key(event)
+    }
+
+    /// Whether a typed handler is registered for `event` (wildcards ignored).
+    pub fn has_typed(&self, event: &str) -> bool {
+        self.lock().typed.contains_key(event)
+    }
+
+    /// Calls the wildcard handlers, then the handlers of `event`, with `arg`.
+    /// Returns how many handlers ran and the panics caught.
+    pub fn dispatch(&self, event: &str, arg: &A) -> Dispatched {
+        let (wild, typed) = {
+            let mut inner = self.lock();
+            let wild = inner.wild.clone();
+            let typed = inner.typed.get(event).cloned();
+            // Once-handlers are removed before they run, so a handler that
+            // emits the same event again does not see itself.
+            if wild.iter().any(|e| e.once) {
+                Arc::make_mut(&mut inner.wild).retain(|e| !e.once);
+            }
+            if let Some(t) = &typed {
+                if t.iter().any(|e| e.once) {
+                    if let Some(list) = inner.typed.get_mut(event) {
+                        Arc::make_mut(list).retain(|e| !e.once);
+                        if list.is_empty() {
+                            inner.typed.remove(event);
+                        }
+                    }
+                }
+            }
+            (wild, typed)
+        };
+        let mut out = Dispatched::default();
+        for e in wild.iter() {
+            out.ran += 1;
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| (e.f)(event, arg))) {
+                out.panics.push(panic_of(event, p));
+            }
+        }
+        if let Some(typed) = typed {
+            for e in typed.iter() {
+                out.ran += 1;
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| (e.f)(arg))) {
+                    out.panics.push(panic_of(event, p));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What [`Handlers::dispatch`] did.
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    /// How many handlers ran (wildcard ones included).
+    pub ran: usize,
+    /// The panics caught, in the order they happened.
+    pub panics: Vec<HandlerPanic>,
+}
+
+fn panic_of(event: &str, p: Box<dyn std::any::Any + Send>) -> HandlerPanic {
+    let message = if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "handler panicked".to_owned()
+    };
+    HandlerPanic {
+        event: event.to_owned(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    fn log() -> Arc<StdMutex<Vec<String>>> {
+        Arc::new(StdMutex::new(Vec::new()))
+    }
+
+    #[test]
+    fn wildcard_runs_first_then_typed_in_order() {
+        let h: Handlers<i32> = Handlers::new();
+        let l = log();
+        let (a, b, c) = (l.clone(), l.clone(), l.clone());
+        h.on("x", move |v| a.lock().unwrap().push(format!("x1:{v}")));
+        h.on("x", move |v| b.lock().unwrap().push(format!("x2:{v}")));
+        h.on_any(move |name, v| c.lock().unwrap().push(format!("*:{name}:{v}")));
+        let d = h.dispatch("x", &7);
+        assert_eq!(d.ran, 3);
+        assert!(d.panics.is_empty());
+        assert_eq!(*l.lock().unwrap(), vec!["*:x:7", "x1:7", "x2:7"]);
+        let d = h.dispatch("y", &1);
+        assert_eq!(d.ran, 1);
+    }
+
+    #[test]
+    fn once_and_off() {
+        let h: Handlers<()> = Handlers::new();
+        let l = log();
+        let (a, b) = (l.clone(), l.clone());
+        h.once("e", move |_| a.lock().unwrap().push("once".into()));
+        let id = h.on("e", move |_| b.lock().unwrap().push("on".into()));
+        h.dispatch("e", &());
+        h.dispatch("e", &());
+        assert!(h.off(id));
+        assert!(!h.off(id));
+        assert_eq!(h.dispatch("e", &()).ran, 0);
+        assert_eq!(*l.lock().unwrap(), vec!["once", "on", "on"]);
+        assert!(!h.is_listened("e"));
+    }
+
+    #[test]
+    fn panics_are_caught_and_later_handlers_still_run() {
+        let h: Handlers<()> = Handlers::new();
+        let l = log();
+        let a = l.clone();
+        h.on("e", |_| panic!("boom"));
+        h.on("e", move |_| a.lock().unwrap().push("after".into()));
+        let d = h.dispatch("e", &());
+        assert_eq!(d.ran, 2);
+        assert_eq!(d.panics.len(), 1);
+        assert_eq!(d.panics[0].message, "boom");
+        assert_eq!(d.panics[0].event, "e");
+        assert_eq!(*l.lock().unwrap(), vec!["after"]);
+    }
+
+    #[test]
+    fn handlers_may_modify_the_registry_while_dispatching() {
+        let h: Arc<Handlers<()>> = Arc::new(Handlers::new());
+        let h2 = h.clone();
+        h.on("e", move |_| {
+            h2.on("e", |_| {});
+        });
+        assert_eq!(h.dispatch("e", &()).ran, 1);
+        assert_eq!(h.dispatch("e", &()).ran, 2);
+        assert_eq!(h.off_event("e"), 3);
+        assert_eq!(h.off_event("*"), 0);
+    }
+}

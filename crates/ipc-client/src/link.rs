@@ -1,0 +1,106 @@
+//! The read side of one connection: a reusable read buffer feeding an
+//! `ipc_proto::FrameDecoder`, with the partial-frame timer and cancellation.
+//!
+//! Shared by `ipc-client` and `ipc-server`: both read with
+//! [`FrameReader::next`] and dispatch what it returns.
+
+use std::io;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use ipc_proto::{FrameDecoder, Inbound, ProtocolError};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+/// How much room the read buffer keeps for the next read.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// What [`FrameReader::next`] produced.
+#[derive(Debug)]
+pub enum ReadEvent {
+    /// A decoded message or a raw chunk.
+    Item(Inbound),
+    /// The peer closed the stream. A partial frame was discarded (or, with
+    /// `strict_eof`, reported as [`ReadEvent::Protocol`] first).
+    Eof,
+    /// The peer sent something the profile refuses; the decoder was reset and
+    /// the connection must be closed (SPEC §1.4).
+    Protocol(ProtocolError),
+    /// The transport failed.
+    Io(io::Error),
+    /// The cancellation token fired.
+    Cancelled,
+}
+
+/// A connection's read half plus its decoder.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    rd: R,
+    buf: BytesMut,
+    dec: FrameDecoder,
+    eof: bool,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps a read half.
+    pub fn new(rd: R, dec: FrameDecoder) -> Self {
+        FrameReader {
+            rd,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            dec,
+            eof: false,
+        }
+    }
+
+    /// The decoder (for its configuration).
+    pub fn decoder(&self) -> &FrameDecoder {
+        &self.dec
+    }
+
+    /// The next item, reading from the transport only when the buffer holds
+    /// no complete frame. Cancel-safe: nothing is lost if the future is
+    /// dropped before it completes.
+    pub async fn next(&mut self, cancel: &CancellationToken) -> ReadEvent {
+        loop {
+            if self.eof {
+                return ReadEvent::Eof;
+            }
+            match self.dec.decode(&mut self.buf, Instant::now()) {
+                Ok(Some(item)) => return ReadEvent::Item(item),
+                Ok(None) => {}
+                Err(e) => return ReadEvent::Protocol(e),
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let deadline = self.dec.deadline().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return ReadEvent::Cancelled,
+                r = self.rd.read_buf(&mut self.buf) => match r {
+                    Ok(0) => {
+                        self.eof = true;
+                        if let Err(e) = self.dec.finish(&mut self.buf) {
+                            return ReadEvent::Protocol(e);
+                        }
+                        return ReadEvent::Eof;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return ReadEvent::Io(e),
+                },
+                _ = sleep_until_opt(deadline) => {
+                    if let Err(e) = self.dec.check_timeout(Instant::now()) {
+                        return ReadEvent::Protocol(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

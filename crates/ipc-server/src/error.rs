@@ -1,0 +1,148 @@
+//! The server's error type.
+
+use std::io;
+
+use ipc_proto::{ErrorCode, ProtocolError};
+use ipc_transport::TransportError;
+
+/// Everything that can go wrong in a server. Each variant names the peer (or
+/// the endpoint) it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Binding or listening failed.
+    #[error("cannot serve on {endpoint}: {source}")]
+    Listen {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// Accepting a connection failed (including a failed TLS handshake).
+    #[error("accepting a connection on {endpoint} failed: {source}")]
+    Accept {
+        /// The endpoint.
+        endpoint: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// The connection limit was reached; the new connection was closed.
+    #[error("refused connection from {peer}: maxConnections ({limit}) reached")]
+    MaxConnections {
+        /// The refused peer.
+        peer: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A connection's transport failed.
+    #[error("connection {peer} failed: {source}")]
+    Io {
+        /// The peer.
+        peer: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A datagram could not be sent or received.
+    #[error("datagram to/from {peer} failed: {source}")]
+    Datagram {
+        /// The peer.
+        peer: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// A peer sent something the profile refuses; its connection was closed
+    /// (UDP: its reassembly buffer was reset).
+    #[error("protocol violation from {peer}: {source}")]
+    Protocol {
+        /// The peer.
+        peer: String,
+        /// What was wrong.
+        #[source]
+        source: ProtocolError,
+    },
+    /// An emit was refused before anything was written.
+    #[error("cannot emit to {peer}: {source}")]
+    Encode {
+        /// The peer (or `broadcast`).
+        peer: String,
+        /// Why.
+        #[source]
+        source: ProtocolError,
+    },
+    /// A peer's outbound queue is full. From `try_emit` nothing happened to
+    /// the connection; from `broadcast` the slow peer was disconnected so the
+    /// others keep their pace.
+    #[error("outbound queue to {peer} is full ({queued} of {capacity} bytes)")]
+    Backpressure {
+        /// The peer.
+        peer: String,
+        /// Bytes queued.
+        queued: usize,
+        /// The queue's capacity.
+        capacity: usize,
+    },
+    /// The socket is closed; nothing more can be sent to it.
+    #[error("connection {peer} is closed")]
+    NotConnected {
+        /// The peer.
+        peer: String,
+    },
+    /// Messages accepted for a peer could not be delivered because its
+    /// connection ended first.
+    #[error("{frames} queued message(s) ({bytes} bytes) to {peer} were not delivered: the connection ended")]
+    Undelivered {
+        /// The peer.
+        peer: String,
+        /// How many frames.
+        frames: usize,
+        /// How many bytes.
+        bytes: usize,
+    },
+    /// A UDP emit without a target.
+    #[error("UDP emit without a target address")]
+    NoTarget,
+    /// The operation needs a running server.
+    #[error("server on {endpoint} is not running")]
+    NotRunning {
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// A user handler panicked.
+    #[error("handler for `{event}` panicked: {message}")]
+    Handler {
+        /// The event being handled.
+        event: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The configuration is unusable.
+    #[error("invalid server configuration: {0}")]
+    Config(#[source] ProtocolError),
+}
+
+impl ServerError {
+    /// The `ERR_IPC_*` code, where one applies.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ServerError::Listen { source, .. }
+            | ServerError::Accept { source, .. }
+            | ServerError::Datagram { source, .. } => source.code(),
+            ServerError::Protocol { source, .. }
+            | ServerError::Encode { source, .. }
+            | ServerError::Config(source) => Some(source.code()),
+            ServerError::Backpressure { .. } => Some(ErrorCode::Backpressure),
+            ServerError::NotConnected { .. } | ServerError::Undelivered { .. } => {
+                Some(ErrorCode::NotConnected)
+            }
+            ServerError::NoTarget => Some(ErrorCode::NoTarget),
+            ServerError::Handler { .. } => Some(ErrorCode::Handler),
+            ServerError::MaxConnections { .. }
+            | ServerError::Io { .. }
+            | ServerError::NotRunning { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! [`Socket`]: one accepted stream connection, and [`Peer`]: whom an event
+//! came from.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use ipc_client::outbox::{Outbox, SendError};
+use ipc_proto::FrameEncoder;
+use ipc_transport::PeerInfo;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ServerError;
+
+pub(crate) struct SocketInner {
+    pub(crate) id: u64,
+    pub(crate) peer: PeerInfo,
+    pub(crate) label: String,
+    pub(crate) outbox: Outbox,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) encoder: FrameEncoder,
+    pub(crate) peer_id: Mutex<Option<String>>,
+}
+
+/// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
+/// clones are the same connection. Emitting to a socket that has closed
+/// fails with `ERR_IPC_NOT_CONNECTED`.
+#[derive(Clone)]
+pub struct Socket {
+    pub(crate) inner: Arc<SocketInner>,
+}
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.label)
+            .finish()
+    }
+}
+
+impl PartialEq for Socket {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Socket {}
+
+impl Socket {
+    pub(crate) fn new(
+        id: u64,
+        peer: PeerInfo,
+        queue_bytes: usize,
+        encoder: FrameEncoder,
+        cancel: CancellationToken,
+    ) -> Socket {
+        let label = format!("#{id} {}", peer.addr);
+        Socket {
+            inner: Arc::new(SocketInner {
+                id,
+                peer,
+                label,
+                outbox: Outbox::new(queue_bytes),
+                cancel,
+                encoder,
+                peer_id: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The server-assigned id, unique for the server's lifetime.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// Address and credentials of the peer.
+    pub fn peer(&self) -> &PeerInfo {
+        &self.inner.peer
+    }
+
+    /// A readable label: `#<id> <address>`.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The id the peer announced (`identifyPeer`, or the extension
+    /// handshake). Peer-controlled: never an authentication.
+    pub fn peer_id(&self) -> Option<String> {
+        self.inner
+            .peer_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_peer_id(&self, id: String) {
+        *self.inner.peer_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// Whether the connection is still open for sending.
+    pub fn is_open(&self) -> bool {
+        !self.inner.outbox.is_closed() && !self.inner.cancel.is_cancelled()
+    }
+
+    /// Bytes queued for this peer and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.outbox.queued_bytes()
+    }
+
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<Bytes, ServerError> {
+        self.inner
+            .encoder
+            .encode_to_bytes(event, data)
+            .map_err(|source| ServerError::Encode {
+                peer: self.inner.label.clone(),
+                source,
+            })
+    }
+
+    pub(crate) fn send_error(&self, e: SendError) -> ServerError {
+        match e {
+            SendError::Full {
+                queued, capacity, ..
+            } => ServerError::Backpressure {
+                peer: self.inner.label.clone(),
+                queued,
+                capacity,
+            },
+            SendError::Closed { .. } => ServerError::NotConnected {
+                peer: self.inner.label.clone(),
+            },
+        }
+    }
+
+    /// Sends `{"type":event,"data":data}` to this peer, waiting while its
+    /// outbound queue is full.
+    pub async fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError> {
+        let frame = self.encode(event, Some(data))?;
+        self.send_frame(frame).await
+    }
+
+    /// Sends an event without data (`data` becomes `{}`).
+    pub async fn emit_empty(&self, event: &str) -> Result<(), ServerError> {
+        let frame = self.encode::<()>(event, None)?;
+        self.send_frame(frame).await
+    }
+
+    /// Like [`Socket::emit`] but fails with `ERR_IPC_BACKPRESSURE` instead of
+    /// waiting; the connection is left as it is.
+    pub fn try_emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError> {
+        let frame = self.encode(event, Some(data))?;
+        self.try_send_frame(frame)
+    }
+
+    /// Raw profile: sends the bytes as they are.
+    pub async fn emit_raw(&self, bytes: impl AsRef<[u8]>) -> Result<(), ServerError> {
+        let mut dst = BytesMut::with_capacity(bytes.as_ref().len());
+        self.inner
+            .encoder
+            .encode_raw(bytes.as_ref(), &mut dst)
+            .map_err(|source| ServerError::Encode {
+                peer: self.inner.label.clone(),
+                source,
+            })?;
+        self.send_frame(dst.freeze()).await
+    }
+
+    /// Queues an already encoded frame, waiting for room.
+    pub async fn send_frame(&self, frame: Bytes) -> Result<(), ServerError> {
+        self.inner
+            .outbox
+            .send(frame)
+            .await
+            .map_err(|e| self.send_error(e))
+    }
+
+    /// Queues an already encoded frame if there is room now.
+    pub fn try_send_frame(&self, frame: Bytes) -> Result<(), ServerError> {
+        self.inner
+            .outbox
+            .try_send(frame)
+            .map_err(|e| self.send_error(e))
+    }
+
+    /// Closes gracefully: what is queued is written, then the connection
+    /// closes and the server emits `socket.disconnected` and `close`.
+    pub fn close(&self) {
+        self.inner.outbox.close();
+    }
+
+    /// Closes at once; queued messages are dropped and reported in an
+    /// `error` event (`ERR_IPC_NOT_CONNECTED`).
+    pub fn destroy(&self) {
+        self.inner.cancel.cancel();
+    }
+}
+
+/// Whom an inbound event came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A stream connection.
+    Socket(Socket),
+    /// A UDP sender.
+    Udp(SocketAddr),
+}
+
+impl Peer {
+    /// The stream socket, if this is one.
+    pub fn socket(&self) -> Option<&Socket> {
+        match self {
+            Peer::Socket(s) => Some(s),
+            Peer::Udp(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Socket(s) => f.write_str(s.label()),
+            Peer::Udp(a) => write!(f, "udp {a}"),
+        }
+    }
+}

@@ -458,6 +458,16 @@ pub(crate) fn print_matrix(cells: &Path) {
     println!();
 }
 
+/// Setup for `cargo xtask bench`: installs and verifies the pinned Node
+/// peers; an error says why they cannot run.
+pub(crate) fn setup_for_bench() -> Result<(), String> {
+    if let Some(why) = tools_missing() {
+        return Err(why);
+    }
+    install()?;
+    verify()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

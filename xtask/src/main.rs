@@ -8,8 +8,12 @@
 //! * `interop` — sets up the pinned Node peers (`npm ci` in `interop/` and
 //!   `interop/node22/`, skipped when up to date), verifies the pins, runs
 //!   `cargo test -p ipc-interop` and prints the matrix of cells.
+//! * `bench [--quick] [--codec] [--reps N] [--subjects a,b] [--workloads w1,w2]`
+//!   — the end-to-end workloads against node-ipc and the raw ceilings, or
+//!   (`--codec`) the criterion codec benches; see `bench.rs`.
 //! * `fuzz [seconds]` — runs every cargo-fuzz target for the given time.
 
+mod bench;
 mod interop;
 
 use std::env;
@@ -19,15 +23,16 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: cargo xtask <test|interop|fuzz> [args]");
+        eprintln!("usage: cargo xtask <test|interop|bench|fuzz> [args]");
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
         "test" => test(),
         "interop" => interop::interop(),
         "fuzz" => fuzz(&args[1..]),
+        "bench" => bench::bench(&args[1..]),
         other => Err(format!(
-            "unknown xtask command `{other}`; available: test, interop, fuzz"
+            "unknown xtask command `{other}`; available: test, interop, bench, fuzz"
         )),
     };
     match result {

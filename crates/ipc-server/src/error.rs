@@ -73,6 +73,15 @@ pub enum ServerError {
         #[source]
         source: ProtocolError,
     },
+    /// The [`Authorizer`](crate::Authorizer) refused a connection; it was
+    /// closed before `connect`.
+    #[error("refused connection from {peer}: {reason}")]
+    Unauthorized {
+        /// The refused peer (address and, for Unix sockets, credentials).
+        peer: String,
+        /// The authorizer's reason.
+        reason: String,
+    },
     /// A peer's outbound queue is full. From `try_emit` nothing happened to
     /// the connection; from `broadcast` the slow peer was disconnected so the
     /// others keep their pace.
@@ -141,6 +150,7 @@ impl ServerError {
             ServerError::NoTarget => Some(ErrorCode::NoTarget),
             ServerError::Handler { .. } => Some(ErrorCode::Handler),
             ServerError::MaxConnections { .. }
+            | ServerError::Unauthorized { .. }
             | ServerError::Io { .. }
             | ServerError::NotRunning { .. } => None,
         }

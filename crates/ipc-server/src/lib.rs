@@ -30,11 +30,13 @@
 //! queues instead, and reports what they held.
 #![forbid(unsafe_code)]
 
+mod authorize;
 mod error;
 mod event;
 mod server;
 mod socket;
 
+pub use authorize::Authorizer;
 pub use error::ServerError;
 pub use event::ServerEvent;
 pub use server::{Server, ServerConfig, ServerState};

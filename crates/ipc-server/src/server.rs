@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authorize::Authorizer;
 use crate::error::ServerError;
 use crate::event::ServerEvent;
 use crate::socket::{Peer, Socket};
@@ -52,6 +53,10 @@ pub struct ServerConfig {
     pub udp_limits: UdpLimits,
     /// UDP: known peers are forgotten after this long without a datagram.
     pub udp_peer_idle: Duration,
+    /// Checked for every accepted stream connection (after the TLS
+    /// handshake, before `connect`); a refusal closes the connection and
+    /// emits an `error` event naming the peer and the reason. Default: none.
+    pub authorize: Option<Authorizer>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +72,7 @@ impl Default for ServerConfig {
             stop_timeout: Duration::from_secs(10),
             udp_limits: UdpLimits::default(),
             udp_peer_idle: Duration::from_secs(300),
+            authorize: None,
         }
     }
 }
@@ -640,6 +646,18 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
             return;
         }
     };
+    if let Some(authorize) = &inner.config.authorize {
+        if let Err(reason) = authorize.check(&peer) {
+            drop(stream);
+            inner.live.fetch_sub(1, Ordering::SeqCst);
+            let peer = peer.to_string();
+            tracing::warn!(endpoint = %inner.name, %peer, %reason, "connection refused by the authorizer");
+            inner
+                .error(None, ServerError::Unauthorized { peer, reason })
+                .await;
+            return;
+        }
+    }
     let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
         Ok(d) => d,
         Err(e) => {

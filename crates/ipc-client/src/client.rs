@@ -12,8 +12,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::BTreeSet;
+
+use ipc_proto::Message;
+
 use crate::error::ClientError;
 use crate::event::{ClientEvent, EventStream};
+use crate::ext::{
+    self, names, CallError, Calls, End, Flow, HandshakeMode, Request, RequestHandlers, Response,
+};
 use crate::handlers::{HandlerId, Handlers};
 use crate::link::{FrameReader, ReadEvent};
 use crate::outbox::{write_loop, Outbox, SendError, SyncGate, WriterExit};
@@ -44,9 +51,20 @@ pub struct ClientConfig {
     pub retry_on_tls_failure: bool,
     /// Capacity of each [`EventStream`].
     pub event_buffer: usize,
-    /// How long [`Client::disconnect`] waits for queued messages to be
-    /// written before it gives up on them (and reports them).
+    /// How long [`Client::disconnect`] and [`Client::close`] wait for
+    /// queued messages (and, for `close`, calls in flight) before they give
+    /// up on them (and report them).
     pub close_timeout: Duration,
+    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// messages are answered and not delivered as events. Default on.
+    pub extension: bool,
+    /// The extension handshake (default off: plain node-ipc servers never
+    /// answer it).
+    pub handshake: HandshakeMode,
+    /// Payload sent as `extras` in `ipcx.hello` (e.g. an auth token).
+    pub hello: serde_json::Value,
+    /// How long a required handshake may take.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +81,10 @@ impl Default for ClientConfig {
             retry_on_tls_failure: false,
             event_buffer: 1024,
             close_timeout: Duration::from_secs(10),
+            extension: true,
+            handshake: HandshakeMode::Off,
+            hello: serde_json::Value::Null,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -97,6 +119,13 @@ struct Inner {
     state: watch::Sender<ClientState>,
     sync_gate: Option<Arc<SyncGate>>,
     task: Mutex<Option<JoinHandle<()>>>,
+    calls: Arc<Calls>,
+    requests: RequestHandlers<()>,
+    topics: Mutex<BTreeSet<String>>,
+    /// The server sent `ipcx.end` with `reconnect: false`.
+    refused_reconnect: AtomicBool,
+    /// The id the server assigned in `ipcx.welcome` (kept across reconnects).
+    session_id: Mutex<Option<String>>,
 }
 
 /// A node-ipc client: one logical connection to one endpoint, reconnecting
@@ -133,6 +162,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+#[derive(Serialize)]
+struct TopicsBody<'a> {
+    n: &'a str,
+    topics: &'a [&'a str],
+}
+
+#[derive(Serialize)]
+struct PubBody<'a, T: ?Sized> {
+    #[serde(rename = "pub")]
+    topic: &'a str,
+    message: &'a T,
+}
+
+#[derive(Serialize)]
+struct SubOut<'a> {
+    n: &'a str,
+    topics: &'a [String],
+}
+
+fn acked_topics(r: &Response) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Ack {
+        #[serde(default)]
+        topics: Vec<String>,
+    }
+    r.data::<Ack>()
+        .ok()
+        .flatten()
+        .map(|a| a.topics)
+        .unwrap_or_default()
+}
+
 impl Client {
     /// Creates a client for `endpoint` without connecting: register handlers
     /// and event streams, then call [`Client::start`].
@@ -154,6 +215,11 @@ impl Client {
                 state,
                 sync_gate: config.sync.then(|| Arc::new(SyncGate::default())),
                 task: Mutex::new(None),
+                calls: Arc::new(Calls::default()),
+                requests: RequestHandlers::default(),
+                topics: Mutex::new(BTreeSet::new()),
+                refused_reconnect: AtomicBool::new(false),
+                session_id: Mutex::new(None),
                 config,
             }),
         })
@@ -352,6 +418,173 @@ impl Client {
         *lock(&self.inner.retry) = retry;
     }
 
+    /// The connection id the server assigned in the handshake, if any.
+    pub fn session_id(&self) -> Option<String> {
+        lock(&self.inner.session_id).clone()
+    }
+
+    fn call_error(&self, source: CallError) -> ClientError {
+        ClientError::Call {
+            endpoint: self.inner.name.clone(),
+            source,
+        }
+    }
+
+    /// Sends a call frame and waits for its answer. Calls need a live
+    /// connection: they fail at once with `ERR_IPC_NOT_CONNECTED` otherwise,
+    /// and are never replayed after a reconnect.
+    async fn call<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: Option<&T>,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        let encoder = &self.inner.encoder;
+        self.call_with(|n| ext::encode_call(encoder, event, n, data), timeout)
+            .await
+    }
+
+    /// Registers a call, sends the frame `build` makes for its id, and waits.
+    async fn call_with(
+        &self,
+        build: impl FnOnce(&str) -> Result<Bytes, ipc_proto::ProtocolError>,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        if self.inner.closing.load(Ordering::SeqCst) || self.inner.explicit.is_cancelled() {
+            return Err(self.call_error(CallError::Destroyed));
+        }
+        if !self.is_connected() {
+            return Err(self.call_error(CallError::NotConnected));
+        }
+        let call = self.inner.calls.start();
+        let frame = build(call.id()).map_err(|source| ClientError::Encode {
+            endpoint: self.inner.name.clone(),
+            source,
+        })?;
+        self.send_frame(frame).await?;
+        let timeout = (!timeout.is_zero()).then_some(timeout);
+        call.wait(timeout).await.map_err(|e| self.call_error(e))
+    }
+
+    /// Sends a request and waits for the answer (SPEC §5.4). `timeout`
+    /// zero means no timeout (the default elsewhere is
+    /// [`ext::DEFAULT_TIMEOUT`], 10 s). Dropping the future cancels the call
+    /// (a late answer is ignored). Many requests may be in flight at once.
+    pub async fn request<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        self.call(names::REQUEST, Some(data), timeout).await
+    }
+
+    /// Measures the round trip to the server (`ipcx.ping` → `ipcx.pong`).
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, ClientError> {
+        let t0 = tokio::time::Instant::now();
+        self.call::<()>(names::PING, None, timeout).await?;
+        Ok(t0.elapsed())
+    }
+
+    fn check_topics(&self, topics: &[&str]) -> Result<(), ClientError> {
+        let max = self.inner.config.codec.max_event_name_length;
+        topics
+            .iter()
+            .try_for_each(|t| ext::validate_topic(t, max))
+            .map_err(ClientError::Topic)
+    }
+
+    /// Subscribes to `topics`; publications arrive as plain events named
+    /// after the topic. Subscriptions are renewed automatically after a
+    /// reconnect. While disconnected, the topics are only recorded. Returns
+    /// the topics the server acknowledged.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<Vec<String>, ClientError> {
+        self.check_topics(topics)?;
+        lock(&self.inner.topics).extend(topics.iter().map(|t| t.to_string()));
+        if !self.is_connected() {
+            return Ok(Vec::new());
+        }
+        self.topic_call(names::SUB, topics).await
+    }
+
+    async fn topic_call(&self, event: &str, topics: &[&str]) -> Result<Vec<String>, ClientError> {
+        let encoder = &self.inner.encoder;
+        let r = self
+            .call_with(
+                |n| encoder.encode_to_bytes(event, Some(&TopicsBody { n, topics })),
+                ext::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(acked_topics(&r))
+    }
+
+    /// Unsubscribes from `topics`.
+    pub async fn unsubscribe(&self, topics: &[&str]) -> Result<Vec<String>, ClientError> {
+        self.check_topics(topics)?;
+        {
+            let mut set = lock(&self.inner.topics);
+            for t in topics {
+                set.remove(*t);
+            }
+        }
+        if !self.is_connected() {
+            return Ok(Vec::new());
+        }
+        self.topic_call(names::UNSUB, topics).await
+    }
+
+    /// Publishes `message` on `topic` through the server (fire and forget,
+    /// queued like any emit).
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+    ) -> Result<(), ClientError> {
+        self.check_topics(&[topic])?;
+        let frame = self
+            .inner
+            .encoder
+            .encode_to_bytes(names::PUB, Some(&PubBody { topic, message }))
+            .map_err(|source| ClientError::Encode {
+                endpoint: self.inner.name.clone(),
+                source,
+            })?;
+        self.send_frame(frame).await
+    }
+
+    /// Answers requests the server sends to this client. Handlers run in
+    /// registration order; see [`ext::RequestHandlers::add`].
+    pub fn on_request(
+        &self,
+        f: impl Fn(&Request<()>) -> Result<Flow, String> + Send + Sync + 'static,
+    ) {
+        self.inner.requests.add(f);
+    }
+
+    /// Closes gracefully (isdk's `close(reason)`): no new calls; calls in
+    /// flight settle and queued messages are written (within
+    /// `close_timeout`); the server is told with `ipcx.end`; then the
+    /// connection closes without reconnecting.
+    pub async fn close(&self, reason: &str) -> Result<(), ClientError> {
+        self.inner.closing.store(true, Ordering::SeqCst);
+        let limit = self.inner.config.close_timeout;
+        let _ = tokio::time::timeout(limit, async {
+            while !self.inner.calls.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        if self.is_connected() {
+            let end = End {
+                reason: serde_json::Value::String(reason.to_owned()),
+                reconnect: false,
+            };
+            if let Ok(frame) = self.inner.encoder.encode_to_bytes(names::END, Some(&end)) {
+                let _ = self.inner.outbox.try_send(frame);
+            }
+        }
+        self.disconnect().await
+    }
+
     /// Stops the client: no reconnect, no further events to handlers (they
     /// are removed first, as node-ipc 14 does). Messages already queued are
     /// written first when connected, within `close_timeout`; whatever could
@@ -368,9 +601,11 @@ impl Client {
         self.finish().await
     }
 
-    /// Stops the client at once: queued messages are dropped and reported as
+    /// Stops the client at once: calls in flight fail with
+    /// `ERR_IPC_DESTROYED`, queued messages are dropped and reported as
     /// `Err(Undelivered)`.
     pub async fn destroy(&self) -> Result<(), ClientError> {
+        self.inner.calls.fail_all(CallError::Destroyed);
         self.inner.handlers.clear();
         self.inner.closing.store(true, Ordering::SeqCst);
         self.finish().await
@@ -459,18 +694,20 @@ async fn supervise(inner: Arc<Inner>) {
         };
         let violation = match attempt {
             Ok(stream) => {
-                retry.on_connect(&inner.retry_config());
-                inner.set_state(ClientState::Connected);
-                inner.emit(ClientEvent::Connect).await;
-                match run_connection(&inner, stream).await {
+                let failure = run_connection(&inner, stream, &mut retry).await;
+                // Calls never outlive their connection, nor are replayed.
+                inner.calls.fail_all(CallError::NotConnected);
+                inner.outbox.retain(|f| !ext::is_call_frame(f));
+                let refused = inner.refused_reconnect.swap(false, Ordering::SeqCst);
+                match failure {
                     Some(e) => {
                         let violation = !e.is_retryable();
                         if !inner.explicit() {
                             inner.error(e).await;
                         }
-                        violation
+                        violation || refused
                     }
-                    None => false,
+                    None => refused,
                 }
             }
             Err(source) => {
@@ -539,13 +776,38 @@ async fn report_undelivered(inner: &Inner) {
 
 /// Runs one connection until it ends; returns the error that ended it, if
 /// any (`None` = the peer closed cleanly, or the client was stopped).
-async fn run_connection(inner: &Arc<Inner>, stream: Stream) -> Option<ClientError> {
+async fn run_connection(
+    inner: &Arc<Inner>,
+    stream: Stream,
+    retry: &mut RetryState,
+) -> Option<ClientError> {
+    use tokio::io::AsyncWriteExt;
     let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
         Ok(d) => d,
         Err(e) => return Some(ClientError::Config(e)),
     };
     let (rd, mut wr) = stream.into_split();
     let conn = inner.explicit.child_token();
+    let mut reader = FrameReader::new(rd, decoder);
+    // What must precede every queued message on a new connection: the hello
+    // and the renewal of subscriptions.
+    let preface = preface(inner);
+    if !preface.is_empty() {
+        if let Err(source) = wr.write_all(&preface).await {
+            return Some(ClientError::Io {
+                endpoint: inner.name.clone(),
+                source,
+            });
+        }
+    }
+    if inner.config.handshake == HandshakeMode::Required {
+        if let Err(e) = await_welcome(inner, &mut reader, &conn).await {
+            return Some(e);
+        }
+    }
+    retry.on_connect(&inner.retry_config());
+    inner.set_state(ClientState::Connected);
+    inner.emit(ClientEvent::Connect).await;
     let writer = {
         let outbox = inner.outbox.clone();
         let conn = conn.clone();
@@ -559,7 +821,6 @@ async fn run_connection(inner: &Arc<Inner>, stream: Stream) -> Option<ClientErro
         })
     };
     let raw = inner.config.codec.profile == Profile::Raw;
-    let mut reader = FrameReader::new(rd, decoder);
     let mut failure = None;
     loop {
         let ev = match (&inner.sync_gate, inner.config.sync_timeout) {
@@ -585,7 +846,13 @@ async fn run_connection(inner: &Arc<Inner>, stream: Stream) -> Option<ClientErro
                     g.release();
                 }
                 let ev = match item {
-                    Inbound::Message(m) => ClientEvent::Message(m),
+                    Inbound::Message(m) => {
+                        if inner.config.extension && m.event().starts_with(names::PREFIX) {
+                            handle_extension(inner, &m).await;
+                            continue;
+                        }
+                        ClientEvent::Message(m)
+                    }
                     Inbound::Raw(b) => ClientEvent::Data(b),
                 };
                 debug_assert!(raw == matches!(ev, ClientEvent::Data(_)));
@@ -619,4 +886,146 @@ async fn run_connection(inner: &Arc<Inner>, stream: Stream) -> Option<ClientErro
         _ => {}
     }
     failure
+}
+
+/// The frames written before anything queued on a new connection.
+fn preface(inner: &Inner) -> Vec<u8> {
+    let mut out = Vec::new();
+    if inner.config.handshake != HandshakeMode::Off {
+        let hello = ext::Hello {
+            v: 1,
+            id: lock(&inner.session_id).clone(),
+            extras: inner.config.hello.clone(),
+            features: ext::FEATURES.iter().map(|f| f.to_string()).collect(),
+        };
+        match inner.encoder.encode_to_bytes(names::HELLO, Some(&hello)) {
+            Ok(f) => out.extend_from_slice(&f),
+            Err(e) => tracing::warn!(endpoint = %inner.name, "cannot encode the hello: {e}"),
+        }
+    }
+    let topics: Vec<String> = lock(&inner.topics).iter().cloned().collect();
+    if inner.config.extension && !topics.is_empty() {
+        // Nobody waits for this acknowledgement: its id is not registered,
+        // so the answer is ignored.
+        let body = SubOut {
+            n: "resubscribe",
+            topics: &topics,
+        };
+        match inner.encoder.encode_to_bytes(names::SUB, Some(&body)) {
+            Ok(f) => out.extend_from_slice(&f),
+            Err(e) => tracing::warn!(endpoint = %inner.name, "cannot renew subscriptions: {e}"),
+        }
+    }
+    out
+}
+
+/// Required handshake: the first thing the server sends must be
+/// `ipcx.welcome` (an `ipcx.end` means it refused us).
+async fn await_welcome<R: tokio::io::AsyncRead + Unpin>(
+    inner: &Inner,
+    reader: &mut FrameReader<R>,
+    conn: &CancellationToken,
+) -> Result<(), ClientError> {
+    let fail = |code, reason: String| ClientError::Handshake {
+        endpoint: inner.name.clone(),
+        code,
+        reason,
+    };
+    let limit = inner.config.handshake_timeout;
+    let ev = match tokio::time::timeout(limit, reader.next(conn)).await {
+        Ok(ev) => ev,
+        Err(_) => {
+            return Err(fail(
+                ipc_proto::ErrorCode::HandshakeTimeout,
+                format!("no ipcx.welcome within {limit:?}"),
+            ))
+        }
+    };
+    match ev {
+        ReadEvent::Item(Inbound::Message(m)) if m.event() == names::WELCOME => {
+            if let Ok(w) = m.data::<ext::Welcome>() {
+                *lock(&inner.session_id) = Some(w.id);
+            }
+            Ok(())
+        }
+        ReadEvent::Item(Inbound::Message(m)) if m.event() == names::END => {
+            let end = m.data::<End>().ok();
+            if end.as_ref().is_some_and(|e| !e.reconnect) {
+                inner.refused_reconnect.store(true, Ordering::SeqCst);
+            }
+            let reason = end
+                .map(|e| match e.reason {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            Err(fail(
+                ipc_proto::ErrorCode::HandshakeRequired,
+                format!("the server refused the handshake: {reason}"),
+            ))
+        }
+        ReadEvent::Item(_) => Err(fail(
+            ipc_proto::ErrorCode::HandshakeRequired,
+            "the server sent something else before ipcx.welcome".into(),
+        )),
+        ReadEvent::Protocol(source) => Err(ClientError::Protocol {
+            endpoint: inner.name.clone(),
+            source,
+        }),
+        ReadEvent::Io(source) => Err(ClientError::Io {
+            endpoint: inner.name.clone(),
+            source,
+        }),
+        ReadEvent::Eof | ReadEvent::Cancelled => Err(fail(
+            ipc_proto::ErrorCode::HandshakeRequired,
+            "the connection closed before ipcx.welcome".into(),
+        )),
+    }
+}
+
+/// Handles one `ipcx.*` message from the server.
+async fn handle_extension(inner: &Arc<Inner>, m: &Message) {
+    match m.event() {
+        names::RESPONSE | names::PONG => {
+            inner.calls.resolve(m);
+        }
+        names::REQUEST => {
+            let outbox = inner.outbox.clone();
+            let sink: ext::Sink = Arc::new(move |frame| {
+                outbox.try_send(frame).map_err(|e| match e {
+                    SendError::Full { .. } => CallError::Backpressure,
+                    SendError::Closed { .. } => CallError::Destroyed,
+                })
+            });
+            let panics = inner.requests.dispatch(m, (), sink, &inner.encoder);
+            for message in panics {
+                inner
+                    .error(ClientError::Handler {
+                        event: names::REQUEST.into(),
+                        message,
+                    })
+                    .await;
+            }
+        }
+        names::PING => {
+            if let Some(pong) = ext::pong_for(m, &inner.encoder) {
+                let _ = inner.outbox.try_send(pong);
+            }
+        }
+        names::END => {
+            let end = m.data::<End>().ok();
+            tracing::debug!(endpoint = %inner.name, ?end, "server announced a close");
+            if end.is_some_and(|e| !e.reconnect) {
+                inner.refused_reconnect.store(true, Ordering::SeqCst);
+            }
+        }
+        names::WELCOME => {
+            if let Ok(w) = m.data::<ext::Welcome>() {
+                *lock(&inner.session_id) = Some(w.id);
+            }
+        }
+        other => {
+            tracing::debug!(endpoint = %inner.name, event = other, "unexpected extension message ignored")
+        }
+    }
 }

@@ -89,6 +89,29 @@ pub enum ClientError {
         /// The panic message.
         message: String,
     },
+    /// A request, ping or subscription failed.
+    #[error("call to {endpoint} failed: {source}")]
+    Call {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: crate::ext::CallError,
+    },
+    /// The extension handshake failed: no `ipcx.welcome` in time, or the
+    /// server refused the client (`ipcx.end` instead of a welcome).
+    #[error("handshake with {endpoint} failed: {reason}")]
+    Handshake {
+        /// The endpoint.
+        endpoint: String,
+        /// `ERR_IPC_HANDSHAKE_TIMEOUT` or `ERR_IPC_HANDSHAKE_REQUIRED`.
+        code: ErrorCode,
+        /// What happened.
+        reason: String,
+    },
+    /// A pub/sub topic is not a valid event name.
+    #[error("invalid topic: {0}")]
+    Topic(#[source] ProtocolError),
     /// The configuration is unusable.
     #[error("invalid client configuration: {0}")]
     Config(#[source] ProtocolError),
@@ -102,7 +125,10 @@ impl ClientError {
             ClientError::Io { .. } => None,
             ClientError::Protocol { source, .. }
             | ClientError::Encode { source, .. }
+            | ClientError::Topic(source)
             | ClientError::Config(source) => Some(source.code()),
+            ClientError::Call { source, .. } => source.code(),
+            ClientError::Handshake { code, .. } => Some(*code),
             ClientError::Backpressure { .. } => Some(ErrorCode::Backpressure),
             ClientError::Destroyed { .. } => Some(ErrorCode::Destroyed),
             ClientError::Undelivered { .. } => Some(ErrorCode::NotConnected),
@@ -118,6 +144,7 @@ impl ClientError {
         match self {
             ClientError::Connect { source, .. } => source.is_retryable(),
             ClientError::Io { .. } => true,
+            ClientError::Handshake { code, .. } => *code == ErrorCode::HandshakeTimeout,
             _ => false,
         }
     }

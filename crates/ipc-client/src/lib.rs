@@ -28,6 +28,7 @@
 mod client;
 mod error;
 mod event;
+pub mod ext;
 pub mod handlers;
 pub mod link;
 pub mod outbox;
@@ -36,5 +37,6 @@ pub mod retry;
 pub use client::{Client, ClientConfig, ClientState};
 pub use error::ClientError;
 pub use event::{ClientEvent, EventStream, Origin};
+pub use ext::{CallError, Flow, HandshakeMode, Request, Responder, Response};
 pub use handlers::{HandlerId, Handlers};
 pub use retry::{Backoff, MaxRetries, RetryConfig};

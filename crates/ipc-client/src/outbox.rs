@@ -198,6 +198,32 @@ impl Outbox {
         (frames, bytes)
     }
 
+    /// Drops the queued frames (not those being written) for which `keep`
+    /// returns false; returns how many were dropped.
+    pub fn retain(&self, mut keep: impl FnMut(&Bytes) -> bool) -> usize {
+        let mut s = self.state();
+        let mut dropped = 0;
+        let mut freed_bytes = 0;
+        let mut permits = 0usize;
+        let capacity = self.shared.capacity;
+        s.frames.retain(|f| {
+            if keep(f) {
+                true
+            } else {
+                dropped += 1;
+                freed_bytes += f.len();
+                permits += cost(f.len(), capacity) as usize;
+                false
+            }
+        });
+        s.queued_bytes = s.queued_bytes.saturating_sub(freed_bytes);
+        drop(s);
+        if permits > 0 && !self.shared.space.is_closed() {
+            self.shared.space.add_permits(permits);
+        }
+        dropped
+    }
+
     /// Waits until everything queued so far has been written (or the queue
     /// was aborted).
     pub async fn flushed(&self) {

@@ -111,6 +111,27 @@ pub enum ServerError {
         /// How many bytes.
         bytes: usize,
     },
+    /// A request or ping to a client failed.
+    #[error("call to {peer} failed: {source}")]
+    Call {
+        /// The peer.
+        peer: String,
+        /// Why.
+        #[source]
+        source: ipc_client::CallError,
+    },
+    /// A peer broke the extension handshake rules: it sent something before
+    /// `ipcx.hello` (`ERR_IPC_HANDSHAKE_REQUIRED`), stayed silent too long
+    /// (`ERR_IPC_HANDSHAKE_TIMEOUT`), or was refused by the hello check.
+    #[error("handshake with {peer} failed: {reason}")]
+    Handshake {
+        /// The peer.
+        peer: String,
+        /// The code.
+        code: ErrorCode,
+        /// What happened.
+        reason: String,
+    },
     /// A UDP emit without a target.
     #[error("UDP emit without a target address")]
     NoTarget,
@@ -148,6 +169,8 @@ impl ServerError {
                 Some(ErrorCode::NotConnected)
             }
             ServerError::NoTarget => Some(ErrorCode::NoTarget),
+            ServerError::Call { source, .. } => source.code(),
+            ServerError::Handshake { code, .. } => Some(*code),
             ServerError::Handler { .. } => Some(ErrorCode::Handler),
             ServerError::MaxConnections { .. }
             | ServerError::Unauthorized { .. }

@@ -51,6 +51,15 @@ pub enum ServerEvent {
     },
     /// A connection is closed (after `socket.disconnected`).
     Close(Socket),
+    /// A client introduced itself with `ipcx.hello` (isdk's
+    /// `connect(connection, payload)`); the server has answered with
+    /// `ipcx.welcome`.
+    Hello {
+        /// The connection.
+        socket: Socket,
+        /// The hello, with the client's `extras`.
+        hello: Arc<ipc_client::ext::Hello>,
+    },
 }
 
 impl ServerEvent {
@@ -65,6 +74,7 @@ impl ServerEvent {
             ServerEvent::Error { .. } => "error",
             ServerEvent::SocketDisconnected { .. } => "socket.disconnected",
             ServerEvent::Close(_) => "close",
+            ServerEvent::Hello { .. } => "hello",
         }
     }
 
@@ -93,7 +103,8 @@ impl ServerEvent {
             ServerEvent::Error { peer, .. } => peer.clone(),
             ServerEvent::Connect(s)
             | ServerEvent::Close(s)
-            | ServerEvent::SocketDisconnected { socket: s, .. } => Some(Peer::Socket(s.clone())),
+            | ServerEvent::SocketDisconnected { socket: s, .. }
+            | ServerEvent::Hello { socket: s, .. } => Some(Peer::Socket(s.clone())),
             ServerEvent::Start(_) => None,
         }
     }

@@ -1,7 +1,6 @@
 //! [`Server`]: accept connections (or datagrams), dispatch their messages,
 //! emit and broadcast.
 
-#[cfg(feature = "udp")]
 use std::collections::HashMap;
 #[cfg(feature = "udp")]
 use std::net::SocketAddr;
@@ -12,13 +11,18 @@ use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
+use ipc_client::ext::{
+    self, names, CallError, Flow, HandshakeMode, Hello, Request, RequestHandlers,
+};
 use ipc_client::handlers::{HandlerId, Handlers, WILDCARD};
 use ipc_client::link::{FrameReader, ReadEvent};
 use ipc_client::outbox::{write_loop, SendError, WriterExit};
 use ipc_client::EventStream;
 use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, Inbound, Message, UdpLimits};
 use ipc_transport::{Endpoint, Incoming, ListenOptions, Listener};
+use serde::Deserialize;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +61,17 @@ pub struct ServerConfig {
     /// handshake, before `connect`); a refusal closes the connection and
     /// emits an `error` event naming the peer and the reason. Default: none.
     pub authorize: Option<Authorizer>,
+    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// messages are answered and not delivered as events. Default on.
+    pub extension: bool,
+    /// `Required`: the first message of every connection must be
+    /// `ipcx.hello`, within `handshake_timeout`. Otherwise a hello is
+    /// answered whenever it arrives.
+    pub handshake: HandshakeMode,
+    /// How long a required handshake may take.
+    pub handshake_timeout: Duration,
+    /// Do not deliver a client's publication back to itself.
+    pub no_local: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +88,10 @@ impl Default for ServerConfig {
             udp_limits: UdpLimits::default(),
             udp_peer_idle: Duration::from_secs(300),
             authorize: None,
+            extension: true,
+            handshake: HandshakeMode::Off,
+            handshake_timeout: Duration::from_secs(10),
+            no_local: false,
         }
     }
 }
@@ -113,7 +132,12 @@ struct Inner {
     udp: Mutex<Option<Arc<UdpSock>>>,
     #[cfg(feature = "udp")]
     known: Mutex<KnownPeers>,
+    requests: RequestHandlers<Peer>,
+    subs: Mutex<HashMap<String, Arc<Vec<Socket>>>>,
+    hello_check: Mutex<Option<HelloCheck>>,
 }
+
+type HelloCheck = Arc<dyn Fn(&Socket, &Hello) -> Result<(), String> + Send + Sync>;
 
 struct Run {
     cancel: CancellationToken,
@@ -181,6 +205,9 @@ impl Server {
                 udp: Mutex::new(None),
                 #[cfg(feature = "udp")]
                 known: Mutex::new(KnownPeers::default()),
+                requests: RequestHandlers::default(),
+                subs: Mutex::new(HashMap::new()),
+                hello_check: Mutex::new(None),
                 config,
             }),
         })
@@ -401,27 +428,9 @@ impl Server {
 
     /// [`Server::broadcast`] of an already encoded frame.
     pub async fn broadcast_frame(&self, frame: Bytes) -> Result<usize, ServerError> {
-        let mut sent = 0;
         let sockets = lock(&self.inner.sockets).clone();
-        let mut slow = Vec::new();
-        for s in sockets.iter() {
-            match s.inner.outbox.try_send(frame.clone()) {
-                Ok(()) => sent += 1,
-                Err(e @ SendError::Full { .. }) => slow.push((s.clone(), s.send_error(e))),
-                // Closing: its end is reported by its own task.
-                Err(SendError::Closed { .. }) => {}
-            }
-        }
-        for (s, err) in slow {
-            tracing::warn!(peer = %s.label(), "disconnecting a peer that does not keep up: {err}");
-            self.inner
-                .emit(ServerEvent::Error {
-                    peer: Some(Peer::Socket(s.clone())),
-                    error: Arc::new(err),
-                })
-                .await;
-            s.destroy();
-        }
+        #[allow(unused_mut)]
+        let mut sent = self.inner.fan_out(&frame, &sockets, None).await;
         #[cfg(feature = "udp")]
         {
             let peers = self.udp_peers();
@@ -440,6 +449,64 @@ impl Server {
             }
         }
         Ok(sent)
+    }
+
+    /// Publishes `message` on `topic`: one plain node-ipc frame
+    /// `{"type":topic,"data":message}` to every subscribed connection, so any
+    /// node-ipc client can consume it. Like `broadcast`, it never waits for a
+    /// slow subscriber. Returns how many subscribers it was queued to.
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        message: &T,
+    ) -> Result<usize, ServerError> {
+        ext::validate_topic(topic, self.inner.config.codec.max_event_name_length).map_err(
+            |source| ServerError::Encode {
+                peer: format!("topic {topic}"),
+                source,
+            },
+        )?;
+        let frame = self.encode(topic, message, "publish")?;
+        Ok(self.inner.publish_frame(topic, &frame, None).await)
+    }
+
+    /// Answers requests from clients (SPEC §5.4 rule 3): handlers run in
+    /// registration order, get the request (data, peer, responder), may stop
+    /// propagation with [`Flow::Stop`], and answer now or later. With no
+    /// handler a request is answered at once without data; an `Err` or a
+    /// panic is answered with `ERR_IPC_HANDLER`.
+    pub fn on_request(
+        &self,
+        f: impl Fn(&Request<Peer>) -> Result<Flow, String> + Send + Sync + 'static,
+    ) {
+        self.inner.requests.add(f);
+    }
+
+    /// Checks every `ipcx.hello` (e.g. an auth token in `extras`) before it
+    /// is welcomed. A refusal answers `ipcx.end {"reason", "reconnect":false}`
+    /// and closes the connection; nothing the peer sends after the hello
+    /// reaches the handlers.
+    pub fn on_hello(
+        &self,
+        f: impl Fn(&Socket, &Hello) -> Result<(), String> + Send + Sync + 'static,
+    ) {
+        *lock(&self.inner.hello_check) = Some(Arc::new(f));
+    }
+
+    /// isdk's `server.close(allowReconnect)`: stops listening and closes
+    /// every connection gracefully after telling it with
+    /// `ipcx.end {"reason":"Server was shut down","reconnect":allow_reconnect}`.
+    pub async fn close(&self, allow_reconnect: bool) {
+        let end = ext::End {
+            reason: serde_json::Value::String("Server was shut down".into()),
+            reconnect: allow_reconnect,
+        };
+        if let Ok(frame) = self.inner.encoder.encode_to_bytes(names::END, Some(&end)) {
+            for s in lock(&self.inner.sockets).iter() {
+                let _ = s.try_send_frame(frame.clone());
+            }
+        }
+        self.stop().await;
     }
 
     /// UDP: the peers seen recently (bounded by `udp_limits.max_peers`).
@@ -555,6 +622,71 @@ impl Inner {
             error: Arc::new(error),
         })
         .await;
+    }
+
+    /// Queues `frame` to each socket (except `skip`) without waiting; a
+    /// socket whose queue is full is disconnected with an error event.
+    async fn fan_out(&self, frame: &Bytes, sockets: &[Socket], skip: Option<&Socket>) -> usize {
+        let mut sent = 0;
+        let mut slow = Vec::new();
+        for s in sockets.iter().filter(|s| Some(*s) != skip) {
+            match s.inner.outbox.try_send(frame.clone()) {
+                Ok(()) => sent += 1,
+                Err(e @ SendError::Full { .. }) => slow.push((s.clone(), s.send_error(e))),
+                // Closing: its end is reported by its own task.
+                Err(SendError::Closed { .. }) => {}
+            }
+        }
+        for (s, err) in slow {
+            tracing::warn!(peer = %s.label(), "disconnecting a peer that does not keep up: {err}");
+            self.emit(ServerEvent::Error {
+                peer: Some(Peer::Socket(s.clone())),
+                error: Arc::new(err),
+            })
+            .await;
+            s.destroy();
+        }
+        sent
+    }
+
+    async fn publish_frame(&self, topic: &str, frame: &Bytes, skip: Option<&Socket>) -> usize {
+        let subscribers = lock(&self.subs).get(topic).cloned();
+        match subscribers {
+            Some(list) => self.fan_out(frame, &list, skip).await,
+            None => 0,
+        }
+    }
+
+    /// Adds (or removes) `topics` for `socket`.
+    fn subscribe(&self, socket: &Socket, topics: &[String], add: bool) {
+        let mut subs = lock(&self.subs);
+        let mut mine = socket
+            .inner
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for t in topics {
+            let mut v: Vec<Socket> = subs
+                .get(t)
+                .map(|l| l.iter().filter(|s| *s != socket).cloned().collect())
+                .unwrap_or_default();
+            if add {
+                v.push(socket.clone());
+                mine.insert(t.clone());
+            } else {
+                mine.remove(t);
+            }
+            if v.is_empty() {
+                subs.remove(t);
+            } else {
+                subs.insert(t.clone(), Arc::new(v));
+            }
+        }
+    }
+
+    fn unsubscribe_all(&self, socket: &Socket) {
+        let topics: Vec<String> = socket.topics();
+        self.subscribe(socket, &topics, false);
     }
 
     fn register(&self, s: &Socket) {
@@ -698,8 +830,52 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
     let mut reader = FrameReader::new(rd, decoder);
     let from = Peer::Socket(socket.clone());
     let mut failure = None;
+    // Required handshake: nothing but `ipcx.hello` before the deadline.
+    let mut greeting = (inner.config.handshake == HandshakeMode::Required)
+        .then(|| tokio::time::Instant::now() + inner.config.handshake_timeout);
+    // A refused hello: the peer's further messages reach nobody.
+    let mut refused = false;
     loop {
-        match reader.next(&cancel).await {
+        let ev = match greeting {
+            Some(deadline) => match tokio::time::timeout_at(deadline, reader.next(&cancel)).await {
+                Ok(ev) => ev,
+                Err(_) => {
+                    failure = Some(ServerError::Handshake {
+                        peer: socket.label().to_owned(),
+                        code: ipc_proto::ErrorCode::HandshakeTimeout,
+                        reason: "no ipcx.hello in time".into(),
+                    });
+                    break;
+                }
+            },
+            None => reader.next(&cancel).await,
+        };
+        match ev {
+            ReadEvent::Item(_) if refused => {}
+            ReadEvent::Item(Inbound::Message(message))
+                if inner.config.extension && message.event().starts_with(names::PREFIX) =>
+            {
+                if message.event() == names::HELLO {
+                    greeting = None;
+                    if let Err(reason) = welcome(&inner, &socket, &message).await {
+                        refused = true;
+                        failure = Some(ServerError::Handshake {
+                            peer: socket.label().to_owned(),
+                            code: ipc_proto::ErrorCode::HandshakeRequired,
+                            reason,
+                        });
+                    }
+                } else if greeting.is_some() {
+                    failure = Some(handshake_required(&socket, message.event()));
+                    break;
+                } else {
+                    handle_extension(&inner, &socket, &message).await;
+                }
+            }
+            ReadEvent::Item(Inbound::Message(message)) if greeting.is_some() => {
+                failure = Some(handshake_required(&socket, message.event()));
+                break;
+            }
             ReadEvent::Item(Inbound::Message(message)) => {
                 if inner.config.identify_peer {
                     identify(&socket, &message);
@@ -763,6 +939,8 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
         }
     }
     inner.unregister(&socket);
+    inner.unsubscribe_all(&socket);
+    socket.inner.calls.fail_all(CallError::NotConnected);
     inner.live.fetch_sub(1, Ordering::SeqCst);
     if let Some(e) = failure {
         inner.error(Some(from.clone()), e).await;
@@ -788,6 +966,180 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
         })
         .await;
     inner.emit(ServerEvent::Close(socket)).await;
+}
+
+fn handshake_required(socket: &Socket, first: &str) -> ServerError {
+    ServerError::Handshake {
+        peer: socket.label().to_owned(),
+        code: ipc_proto::ErrorCode::HandshakeRequired,
+        reason: format!("`{first}` arrived before ipcx.hello"),
+    }
+}
+
+/// Answers an `ipcx.hello`: runs the hello check, then replies
+/// `ipcx.welcome` (or `ipcx.end` and a graceful close on refusal) and emits
+/// `hello`.
+async fn welcome(inner: &Arc<Inner>, socket: &Socket, message: &Message) -> Result<(), String> {
+    let hello: Hello = message
+        .data()
+        .map_err(|e| format!("malformed ipcx.hello: {e}"))?;
+    let check = lock(&inner.hello_check).clone();
+    if let Some(check) = check {
+        if let Err(reason) = check(socket, &hello) {
+            let end = ext::End {
+                reason: serde_json::Value::String(reason.clone()),
+                reconnect: false,
+            };
+            if let Ok(frame) = inner.encoder.encode_to_bytes(names::END, Some(&end)) {
+                let _ = socket.try_send_frame(frame);
+            }
+            socket.close();
+            return Err(reason);
+        }
+    }
+    // Reconnecting clients keep their id; others get the connection's.
+    let id = hello
+        .id
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| format!("{}", socket.id()));
+    socket.set_peer_id(id.clone());
+    let welcome = ext::Welcome {
+        v: 1,
+        id,
+        features: ext::FEATURES.iter().map(|f| f.to_string()).collect(),
+    };
+    if let Ok(frame) = inner
+        .encoder
+        .encode_to_bytes(names::WELCOME, Some(&welcome))
+    {
+        let _ = socket.try_send_frame(frame);
+    }
+    inner
+        .emit(ServerEvent::Hello {
+            socket: socket.clone(),
+            hello: Arc::new(hello),
+        })
+        .await;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct TopicsIn {
+    n: String,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PubIn {
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(rename = "pub")]
+    topic: String,
+    message: Option<Box<RawValue>>,
+}
+
+#[derive(serde::Serialize)]
+struct TopicsAck {
+    topics: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct PubAck {
+    delivered: usize,
+}
+
+/// Handles one `ipcx.*` message from a client (other than the hello).
+async fn handle_extension(inner: &Arc<Inner>, socket: &Socket, m: &Message) {
+    let max = inner.config.codec.max_event_name_length;
+    match m.event() {
+        names::REQUEST => {
+            let panics = inner.requests.dispatch(
+                m,
+                Peer::Socket(socket.clone()),
+                socket.sink(),
+                &inner.encoder,
+            );
+            for message in panics {
+                inner
+                    .error(
+                        Some(Peer::Socket(socket.clone())),
+                        ServerError::Handler {
+                            event: names::REQUEST.into(),
+                            message,
+                        },
+                    )
+                    .await;
+            }
+        }
+        names::RESPONSE | names::PONG => {
+            socket.inner.calls.resolve(m);
+        }
+        names::PING => {
+            if let Some(pong) = ext::pong_for(m, &inner.encoder) {
+                let _ = socket.try_send_frame(pong);
+            }
+        }
+        names::SUB | names::UNSUB => {
+            let Ok(req) = m.data::<TopicsIn>() else {
+                tracing::debug!(peer = %socket.label(), "malformed {} ignored", m.event());
+                return;
+            };
+            let responder = ext::Responder::new(&req.n, socket.sink(), inner.encoder.clone());
+            if let Some(bad) = req
+                .topics
+                .iter()
+                .find_map(|t| ext::validate_topic(t, max).err())
+            {
+                let _ = responder.send_error(bad.code().as_str(), &bad.to_string());
+                return;
+            }
+            inner.subscribe(socket, &req.topics, m.event() == names::SUB);
+            let _ = responder.send(&TopicsAck {
+                topics: socket.topics(),
+            });
+        }
+        names::PUB => {
+            let Ok(req) = m.data::<PubIn>() else {
+                tracing::debug!(peer = %socket.label(), "malformed ipcx.pub ignored");
+                return;
+            };
+            let responder = req
+                .n
+                .as_deref()
+                .map(|n| ext::Responder::new(n, socket.sink(), inner.encoder.clone()));
+            if let Err(bad) = ext::validate_topic(&req.topic, max) {
+                if let Some(r) = responder {
+                    let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                }
+                return;
+            }
+            let frame = match inner
+                .encoder
+                .encode_to_bytes(&req.topic, req.message.as_deref())
+            {
+                Ok(f) => f,
+                Err(bad) => {
+                    if let Some(r) = responder {
+                        let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                    }
+                    return;
+                }
+            };
+            let skip = inner.config.no_local.then_some(socket);
+            let delivered = inner.publish_frame(&req.topic, &frame, skip).await;
+            if let Some(r) = responder {
+                let _ = r.send(&PubAck { delivered });
+            }
+        }
+        names::END => {
+            tracing::debug!(peer = %socket.label(), "peer announced a close");
+        }
+        other => {
+            tracing::debug!(peer = %socket.label(), event = other, "unexpected extension message ignored")
+        }
+    }
 }
 
 /// A write failing because the peer went away is the normal end of a

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ipc_client::ext::{self, names, CallError, Calls, Response};
 use ipc_client::outbox::{Outbox, SendError};
 use ipc_proto::FrameEncoder;
 use ipc_transport::PeerInfo;
@@ -22,6 +26,8 @@ pub(crate) struct SocketInner {
     pub(crate) cancel: CancellationToken,
     pub(crate) encoder: FrameEncoder,
     pub(crate) peer_id: Mutex<Option<String>>,
+    pub(crate) calls: Arc<Calls>,
+    pub(crate) topics: Mutex<BTreeSet<String>>,
 }
 
 /// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
@@ -67,6 +73,8 @@ impl Socket {
                 cancel,
                 encoder,
                 peer_id: Mutex::new(None),
+                calls: Arc::new(Calls::default()),
+                topics: Mutex::new(BTreeSet::new()),
             }),
         }
     }
@@ -195,6 +203,75 @@ impl Socket {
             .outbox
             .try_send(frame)
             .map_err(|e| self.send_error(e))
+    }
+
+    /// The topics this peer is subscribed to.
+    pub fn topics(&self) -> Vec<String> {
+        self.inner
+            .topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn call_error(&self, source: CallError) -> ServerError {
+        ServerError::Call {
+            peer: self.inner.label.clone(),
+            source,
+        }
+    }
+
+    async fn call<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: Option<&T>,
+        timeout: Duration,
+    ) -> Result<Response, ServerError> {
+        if !self.is_open() {
+            return Err(self.call_error(CallError::NotConnected));
+        }
+        let call = self.inner.calls.start();
+        let frame =
+            ext::encode_call(&self.inner.encoder, event, call.id(), data).map_err(|source| {
+                ServerError::Encode {
+                    peer: self.inner.label.clone(),
+                    source,
+                }
+            })?;
+        self.send_frame(frame).await?;
+        let timeout = (!timeout.is_zero()).then_some(timeout);
+        call.wait(timeout).await.map_err(|e| self.call_error(e))
+    }
+
+    /// Sends a request to this client and waits for its answer (SPEC §5.4;
+    /// `timeout` zero = none). Fails with `ERR_IPC_NOT_CONNECTED` as soon as
+    /// the connection ends.
+    pub async fn request<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+        timeout: Duration,
+    ) -> Result<Response, ServerError> {
+        self.call(names::REQUEST, Some(data), timeout).await
+    }
+
+    /// Measures the round trip to this client.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, ServerError> {
+        let t0 = tokio::time::Instant::now();
+        self.call::<()>(names::PING, None, timeout).await?;
+        Ok(t0.elapsed())
+    }
+
+    /// A sink for answers to this peer's requests.
+    pub(crate) fn sink(&self) -> ext::Sink {
+        let outbox = self.inner.outbox.clone();
+        Arc::new(move |frame| {
+            outbox.try_send(frame).map_err(|e| match e {
+                SendError::Full { .. } => CallError::Backpressure,
+                SendError::Closed { .. } => CallError::NotConnected,
+            })
+        })
     }
 
     /// Closes gracefully: what is queued is written, then the connection

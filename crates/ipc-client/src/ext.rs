@@ -1,0 +1,835 @@
+//! The request/response, ping, publish/subscribe, handshake and close
+//! extension (SPEC §5.4), carried inside ordinary node-ipc frames.
+//!
+//! Every extension message is a plain `{"type":…,"data":…}` frame with one
+//! of the names below, so a node-ipc peer of any version parses it; only
+//! peers that implement the extension act on it. A node-ipc 14 client can
+//! make requests with a few lines of JavaScript (see `interop/js/`).
+//!
+//! | `type` | direction | `data` |
+//! |---|---|---|
+//! | `ipcx.hello` | C→S | `{"v":1,"id":string\|null,"extras":any,"features":[…]}` |
+//! | `ipcx.welcome` | S→C | `{"v":1,"id":string,"features":[…]}` |
+//! | `ipcx.request` | both | `{"n":string,"d":any}` |
+//! | `ipcx.response` | both | `{"n":string,"d":any}`, `{"n":string}` (no handler) or `{"n":string,"e":{"code":string,"message":string}}` |
+//! | `ipcx.ping` / `ipcx.pong` | both | `{"n":string,"d":any?}` (the pong echoes it) |
+//! | `ipcx.sub` / `ipcx.unsub` | C→S | `{"n":string,"topics":[string]}`, acknowledged by `ipcx.response {"n","d":{"topics":[…]}}` |
+//! | `ipcx.pub` | C→S | `{"n":string?,"pub":string,"message":any}`, acknowledged only when `n` is present |
+//! | *topic* | S→C | the published `message`, as a plain event named after the topic |
+//! | `ipcx.end` | both | `{"reason":any,"reconnect":bool}` before a graceful close |
+//!
+//! Correlation ids (`n`) are unique among a requester's calls in flight on
+//! one connection; responses with an unknown `n` are ignored. On disconnect
+//! every pending call fails at once with `ERR_IPC_NOT_CONNECTED`; calls are
+//! never replayed after a reconnect.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ipc_proto::{ErrorCode, FrameEncoder, Message, ProtocolError};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+/// Extension event names.
+pub mod names {
+    /// Handshake request.
+    pub const HELLO: &str = "ipcx.hello";
+    /// Handshake reply.
+    pub const WELCOME: &str = "ipcx.welcome";
+    /// Correlated request.
+    pub const REQUEST: &str = "ipcx.request";
+    /// Reply to a request, a subscription or an acknowledged publication.
+    pub const RESPONSE: &str = "ipcx.response";
+    /// Liveness probe.
+    pub const PING: &str = "ipcx.ping";
+    /// Reply to a ping.
+    pub const PONG: &str = "ipcx.pong";
+    /// Subscribe to topics.
+    pub const SUB: &str = "ipcx.sub";
+    /// Unsubscribe from topics.
+    pub const UNSUB: &str = "ipcx.unsub";
+    /// Publish through the server.
+    pub const PUB: &str = "ipcx.pub";
+    /// Graceful-close notice.
+    pub const END: &str = "ipcx.end";
+    /// The prefix every extension name starts with.
+    pub const PREFIX: &str = "ipcx.";
+}
+
+/// The features this implementation announces in the handshake.
+pub const FEATURES: &[&str] = &["request", "ping", "pubsub"];
+
+/// The default per-call timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The handshake mode (SPEC §5.4 rule 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandshakeMode {
+    /// No handshake (plain node-ipc peers never answer one). Servers still
+    /// answer a hello that arrives.
+    #[default]
+    Off,
+    /// The client sends `ipcx.hello` first and does not wait.
+    Announce,
+    /// Client: ready only after `ipcx.welcome`. Server: the first message
+    /// must be `ipcx.hello`.
+    Required,
+}
+
+/// Why a call (request, ping, subscription) failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection ended (or there was none) before the answer came.
+    #[error("not connected")]
+    NotConnected,
+    /// The endpoint was destroyed.
+    #[error("destroyed")]
+    Destroyed,
+    /// The outbound queue is full.
+    #[error("outbound queue full")]
+    Backpressure,
+    /// The peer answered with an error.
+    #[error("{code}: {message}")]
+    Remote {
+        /// The peer's error code (e.g. `ERR_IPC_HANDLER`).
+        code: String,
+        /// The peer's message.
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The `ERR_IPC_*` code.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            CallError::Timeout(_) => Some(ErrorCode::RequestTimeout),
+            CallError::NotConnected => Some(ErrorCode::NotConnected),
+            CallError::Destroyed => Some(ErrorCode::Destroyed),
+            CallError::Backpressure => Some(ErrorCode::Backpressure),
+            CallError::Remote { code, .. } => ErrorCode::from_code_str(code),
+        }
+    }
+}
+
+/// The answer to a request: the responder's `d`, kept as raw JSON until
+/// asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    data: Option<Box<RawValue>>,
+}
+
+impl Response {
+    /// Whether the peer answered without data (e.g. no request handler).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_none()
+    }
+
+    /// The raw JSON text of the answer.
+    pub fn raw(&self) -> Option<&str> {
+        self.data.as_deref().map(RawValue::get)
+    }
+
+    /// The answer as `T` (`None` when the answer had no data).
+    pub fn data<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.data
+            .as_deref()
+            .map(|r| serde_json::from_str(r.get()))
+            .transpose()
+    }
+
+    /// The answer as a JSON value (`Null` when it had no data).
+    pub fn value(&self) -> serde_json::Value {
+        self.data::<serde_json::Value>()
+            .ok()
+            .flatten()
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Error body of a response.
+#[derive(Debug, Serialize, Deserialize)]
+struct ErrBody<'a> {
+    code: std::borrow::Cow<'a, str>,
+    message: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ResponseIn {
+    n: String,
+    d: Option<Box<RawValue>>,
+    e: Option<ErrBodyOwned>,
+}
+
+#[derive(Deserialize)]
+struct ErrBodyOwned {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Correlated {
+    n: String,
+    d: Option<Box<RawValue>>,
+}
+
+type Waiter = oneshot::Sender<Result<Response, CallError>>;
+
+/// The calls one endpoint has in flight on one connection.
+#[derive(Debug)]
+pub struct Calls {
+    prefix: String,
+    next: AtomicU64,
+    pending: Mutex<HashMap<String, Waiter>>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        let r = crate::retry::random_u64();
+        Calls {
+            prefix: radix36(r),
+            next: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn radix36(mut v: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::with_capacity(13);
+    loop {
+        out.push(DIGITS[(v % 36) as usize]);
+        v /= 36;
+        if v == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A registered call; dropping it (e.g. the caller's future was dropped)
+/// forgets the call, so a late answer is ignored.
+#[derive(Debug)]
+pub struct PendingCall {
+    calls: Arc<Calls>,
+    n: String,
+    rx: Option<oneshot::Receiver<Result<Response, CallError>>>,
+}
+
+impl PendingCall {
+    /// The correlation id to send.
+    pub fn id(&self) -> &str {
+        &self.n
+    }
+
+    /// Waits for the answer (`None` = no timeout).
+    pub async fn wait(mut self, timeout: Option<Duration>) -> Result<Response, CallError> {
+        let Some(rx) = self.rx.take() else {
+            return Err(CallError::NotConnected);
+        };
+        let r = match timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => return Err(CallError::Timeout(t)),
+            },
+            None => rx.await,
+        };
+        r.unwrap_or(Err(CallError::NotConnected))
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        self.calls.lock().remove(&self.n);
+    }
+}
+
+impl Calls {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Waiter>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a new call.
+    pub fn start(self: &Arc<Self>) -> PendingCall {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = format!("{}{}", self.prefix, radix36(k));
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(n.clone(), tx);
+        PendingCall {
+            calls: self.clone(),
+            n,
+            rx: Some(rx),
+        }
+    }
+
+    /// How many calls are in flight.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no call is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Settles the call an `ipcx.response` or `ipcx.pong` answers. Returns
+    /// false for an unknown or malformed answer (ignored).
+    pub fn resolve(&self, msg: &Message) -> bool {
+        let Ok(r) = msg.data::<ResponseIn>() else {
+            tracing::debug!(event = msg.event(), "malformed extension answer ignored");
+            return false;
+        };
+        let Some(tx) = self.lock().remove(&r.n) else {
+            tracing::debug!(n = %r.n, "answer to an unknown or expired call ignored");
+            return false;
+        };
+        let result = match r.e {
+            Some(e) => Err(CallError::Remote {
+                code: e.code,
+                message: e.message,
+            }),
+            None => Ok(Response { data: r.d }),
+        };
+        let _ = tx.send(result);
+        true
+    }
+
+    /// Fails every call in flight.
+    pub fn fail_all(&self, err: CallError) {
+        let drained: Vec<Waiter> = self.lock().drain().map(|(_, w)| w).collect();
+        for w in drained {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
+
+/// Where a responder writes its answer: a try-send into a connection's
+/// outbound queue.
+pub type Sink = Arc<dyn Fn(Bytes) -> Result<(), CallError> + Send + Sync>;
+
+/// Answers one request; may be cloned and moved into a task to answer
+/// later. Only the first answer is sent.
+#[derive(Clone)]
+pub struct Responder {
+    n: Arc<str>,
+    sink: Sink,
+    encoder: FrameEncoder,
+    sent: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder")
+            .field("n", &self.n)
+            .field("sent", &self.is_sent())
+            .finish()
+    }
+}
+
+/// Why a responder could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RespondError {
+    /// This request was answered already.
+    #[error("the request was answered already")]
+    AlreadySent,
+    /// The answer could not be encoded.
+    #[error("cannot encode the answer: {0}")]
+    Encode(#[source] ProtocolError),
+    /// The connection cannot take it.
+    #[error("cannot send the answer: {0}")]
+    Send(#[source] CallError),
+}
+
+#[derive(Serialize)]
+struct WithData<'a, T: ?Sized> {
+    n: &'a str,
+    d: &'a T,
+}
+
+#[derive(Serialize)]
+struct NoData<'a> {
+    n: &'a str,
+}
+
+#[derive(Serialize)]
+struct WithError<'a> {
+    n: &'a str,
+    e: ErrBody<'a>,
+}
+
+impl Responder {
+    /// A responder for request `n`.
+    pub fn new(n: &str, sink: Sink, encoder: FrameEncoder) -> Responder {
+        Responder {
+            n: n.into(),
+            sink,
+            encoder,
+            sent: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether an answer was sent.
+    pub fn is_sent(&self) -> bool {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    fn claim(&self) -> Result<(), RespondError> {
+        if self.sent.swap(true, Ordering::SeqCst) {
+            Err(RespondError::AlreadySent)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn deliver<T: Serialize + ?Sized>(&self, body: &T) -> Result<(), RespondError> {
+        let frame = self
+            .encoder
+            .encode_to_bytes(names::RESPONSE, Some(body))
+            .map_err(RespondError::Encode)?;
+        (self.sink)(frame).map_err(RespondError::Send)
+    }
+
+    /// Answers with `data`.
+    pub fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), RespondError> {
+        self.claim()?;
+        self.deliver(&WithData {
+            n: &self.n,
+            d: data,
+        })
+    }
+
+    /// Answers without data.
+    pub fn send_empty(&self) -> Result<(), RespondError> {
+        self.claim()?;
+        self.deliver(&NoData { n: &self.n })
+    }
+
+    /// Answers with an error.
+    pub fn send_error(&self, code: &str, message: &str) -> Result<(), RespondError> {
+        self.claim()?;
+        self.deliver(&WithError {
+            n: &self.n,
+            e: ErrBody {
+                code: code.into(),
+                message: message.into(),
+            },
+        })
+    }
+}
+
+/// One request as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Request<P> {
+    data: Option<Arc<RawValue>>,
+    peer: P,
+    responder: Responder,
+}
+
+impl<P> Request<P> {
+    /// The request's data as `T` (absent data reads as JSON `null`).
+    pub fn data<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.data.as_deref().map(RawValue::get).unwrap_or("null"))
+    }
+
+    /// The raw JSON text of the request's data.
+    pub fn raw(&self) -> Option<&str> {
+        self.data.as_deref().map(RawValue::get)
+    }
+
+    /// Who sent it.
+    pub fn peer(&self) -> &P {
+        &self.peer
+    }
+
+    /// Answers with `data` (only the first answer counts).
+    pub fn respond<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), RespondError> {
+        self.responder.send(data)
+    }
+
+    /// A responder to answer later, e.g. from a spawned task.
+    pub fn responder(&self) -> Responder {
+        self.responder.clone()
+    }
+}
+
+/// What a request handler tells the dispatcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let later handlers see the request too.
+    Continue,
+    /// Stop: later handlers do not run.
+    Stop,
+}
+
+type ReqHandler<P> = Arc<dyn Fn(&Request<P>) -> Result<Flow, String> + Send + Sync>;
+
+/// Request handlers, run in registration order (SPEC §5.4 rule 3).
+pub struct RequestHandlers<P> {
+    list: Mutex<Arc<Vec<ReqHandler<P>>>>,
+}
+
+impl<P> Default for RequestHandlers<P> {
+    fn default() -> Self {
+        RequestHandlers {
+            list: Mutex::new(Arc::new(Vec::new())),
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for RequestHandlers<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestHandlers")
+            .field("handlers", &self.lock().len())
+            .finish()
+    }
+}
+
+impl<P> RequestHandlers<P> {
+    fn lock(&self) -> MutexGuard<'_, Arc<Vec<ReqHandler<P>>>> {
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a handler. It answers with [`Request::respond`] (now or later
+    /// through [`Request::responder`]), returns [`Flow::Stop`] to keep later
+    /// handlers from running, or `Err(message)` to answer with an
+    /// `ERR_IPC_HANDLER` error.
+    pub fn add(&self, f: impl Fn(&Request<P>) -> Result<Flow, String> + Send + Sync + 'static) {
+        let mut l = self.lock();
+        let mut v: Vec<ReqHandler<P>> = l.to_vec();
+        v.push(Arc::new(f));
+        *l = Arc::new(v);
+    }
+
+    /// Removes every handler.
+    pub fn clear(&self) {
+        *self.lock() = Arc::new(Vec::new());
+    }
+
+    /// Runs the handlers for one `ipcx.request` message. With no handler the
+    /// request is answered at once without data; a handler error or panic is
+    /// answered with `ERR_IPC_HANDLER`. Returns the handler panics' messages.
+    pub fn dispatch(
+        &self,
+        msg: &Message,
+        peer: P,
+        sink: Sink,
+        encoder: &FrameEncoder,
+    ) -> Vec<String> {
+        let Ok(c) = msg.data::<Correlated>() else {
+            tracing::debug!("malformed ipcx.request ignored");
+            return Vec::new();
+        };
+        let responder = Responder::new(&c.n, sink, encoder.clone());
+        let list = self.lock().clone();
+        let mut panics = Vec::new();
+        if list.is_empty() {
+            if let Err(e) = responder.send_empty() {
+                tracing::debug!("cannot answer a request: {e}");
+            }
+            return panics;
+        }
+        let req = Request {
+            data: c.d.map(Arc::from),
+            peer,
+            responder,
+        };
+        for h in list.iter() {
+            match catch_unwind(AssertUnwindSafe(|| h(&req))) {
+                Ok(Ok(Flow::Continue)) => {}
+                Ok(Ok(Flow::Stop)) => break,
+                Ok(Err(message)) => {
+                    let _ = req
+                        .responder
+                        .send_error(ErrorCode::Handler.as_str(), &message);
+                    break;
+                }
+                Err(p) => {
+                    let message = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "request handler panicked".to_owned());
+                    let _ = req
+                        .responder
+                        .send_error(ErrorCode::Handler.as_str(), &message);
+                    panics.push(message);
+                    break;
+                }
+            }
+        }
+        panics
+    }
+}
+
+/// Encodes `{"n":…,"d":…}` (`d` omitted when `None`) under `event`.
+pub fn encode_call<T: Serialize + ?Sized>(
+    encoder: &FrameEncoder,
+    event: &str,
+    n: &str,
+    data: Option<&T>,
+) -> Result<Bytes, ProtocolError> {
+    match data {
+        Some(d) => encoder.encode_to_bytes(event, Some(&WithData { n, d })),
+        None => encoder.encode_to_bytes(event, Some(&NoData { n })),
+    }
+}
+
+/// Answers an `ipcx.ping` with an `ipcx.pong` echoing `n` and `d`.
+pub fn pong_for(msg: &Message, encoder: &FrameEncoder) -> Option<Bytes> {
+    let c = msg.data::<Correlated>().ok()?;
+    encode_call(encoder, names::PONG, &c.n, c.d.as_deref()).ok()
+}
+
+/// The `ipcx.end` notice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct End {
+    /// Why the connection closes.
+    #[serde(default)]
+    pub reason: serde_json::Value,
+    /// Whether the receiver may reconnect.
+    #[serde(default = "yes")]
+    pub reconnect: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `ipcx.hello` handshake message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version (1).
+    pub v: u32,
+    /// The id the client had before (reconnecting clients keep it), or none.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Application payload (e.g. an auth token).
+    #[serde(default)]
+    pub extras: serde_json::Value,
+    /// Features the client implements.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// The `ipcx.welcome` handshake reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Welcome {
+    /// Protocol version (1).
+    pub v: u32,
+    /// The connection id the server assigned (or kept).
+    pub id: String,
+    /// Features the server implements.
+    #[serde(default)]
+    pub features: Vec<String>,
+}
+
+/// Checks a pub/sub topic like an event name (SPEC §3.4): non-empty, not
+/// reserved, not a prototype name, not an extension name, at most `max_len`
+/// UTF-16 units.
+pub fn validate_topic(topic: &str, max_len: usize) -> Result<(), ProtocolError> {
+    let bad = |m: &str| {
+        Err(ProtocolError::new(
+            ErrorCode::InvalidEvent,
+            format!("topic `{topic}` {m}"),
+        ))
+    };
+    if topic.is_empty() {
+        return bad("is empty");
+    }
+    if ipc_proto::is_reserved_event(topic) {
+        return Err(ProtocolError::new(
+            ErrorCode::ReservedEvent,
+            format!("topic `{topic}` is a reserved event name"),
+        ));
+    }
+    if ipc_proto::is_unsafe_event(topic) {
+        return bad("is an unsafe (prototype) name");
+    }
+    if topic.starts_with(names::PREFIX) {
+        return bad("uses the extension prefix `ipcx.`");
+    }
+    if topic.encode_utf16().count() > max_len {
+        return Err(ProtocolError::new(
+            ErrorCode::EventTooLarge,
+            format!("topic is longer than {max_len} UTF-16 units"),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an encoded frame is a call that must not be replayed on a new
+/// connection (request, ping, subscription change).
+pub fn is_call_frame(frame: &[u8]) -> bool {
+    const CALLS: [&[u8]; 4] = [
+        b"{\"type\":\"ipcx.request\"",
+        b"{\"type\":\"ipcx.ping\"",
+        b"{\"type\":\"ipcx.sub\"",
+        b"{\"type\":\"ipcx.unsub\"",
+    ];
+    CALLS.iter().any(|p| frame.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_proto::{CodecConfig, FrameDecoder, Inbound};
+
+    fn decode(frame: &Bytes) -> Message {
+        let mut dec = FrameDecoder::new(CodecConfig::fast()).unwrap();
+        let mut buf = bytes::BytesMut::from(&frame[..]);
+        match dec.decode(&mut buf, std::time::Instant::now()).unwrap() {
+            Some(Inbound::Message(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// SPEC §7.5 vectors.
+    #[test]
+    fn extension_vectors() {
+        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
+        let f = encode_call(&enc, names::REQUEST, "k3x9", Some("what time is it?")).unwrap();
+        assert_eq!(
+            &f[..],
+            b"{\"type\":\"ipcx.request\",\"data\":{\"n\":\"k3x9\",\"d\":\"what time is it?\"}}\x0c"
+        );
+        let f = encode_call::<()>(&enc, names::RESPONSE, "k3x9", None).unwrap();
+        assert_eq!(
+            &f[..],
+            b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"k3x9\"}}\x0c"
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_resolve_time_out_and_fail() {
+        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
+        let calls = Arc::new(Calls::default());
+        let a = calls.start();
+        let b = calls.start();
+        assert_ne!(a.id(), b.id());
+        let resp = encode_call(&enc, names::RESPONSE, a.id(), Some(&42)).unwrap();
+        assert!(calls.resolve(&decode(&resp)));
+        assert_eq!(a.wait(None).await.unwrap().data::<i32>().unwrap(), Some(42));
+        // late answers to unknown ids are ignored
+        assert!(!calls.resolve(&decode(&resp)));
+        assert_eq!(
+            b.wait(Some(Duration::from_millis(10))).await.unwrap_err(),
+            CallError::Timeout(Duration::from_millis(10))
+        );
+        assert!(calls.is_empty(), "timed-out calls are forgotten");
+        let c = calls.start();
+        calls.fail_all(CallError::NotConnected);
+        assert_eq!(c.wait(None).await.unwrap_err(), CallError::NotConnected);
+        let d = calls.start();
+        drop(d);
+        assert!(calls.is_empty(), "a dropped call is forgotten");
+    }
+
+    #[test]
+    fn handlers_run_in_order_stop_and_errors() {
+        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
+        let sent = Arc::new(Mutex::new(Vec::<Bytes>::new()));
+        let s2 = sent.clone();
+        let sink: Sink = Arc::new(move |b| {
+            s2.lock().unwrap().push(b);
+            Ok(())
+        });
+        let req = decode(&encode_call(&enc, names::REQUEST, "n1", Some(&7)).unwrap());
+        let h: RequestHandlers<()> = RequestHandlers::default();
+        // no handler: empty answer
+        h.dispatch(&req, (), sink.clone(), &enc);
+        assert_eq!(
+            &sent.lock().unwrap()[0][..],
+            b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\"}}\x0c"
+        );
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
+        h.add(move |_| {
+            o1.lock().unwrap().push(1);
+            Ok(Flow::Continue)
+        });
+        h.add(move |r| {
+            o2.lock().unwrap().push(2);
+            r.respond(&(r.data::<i32>().unwrap() * 2)).unwrap();
+            assert!(matches!(r.respond(&0), Err(RespondError::AlreadySent)));
+            Ok(Flow::Stop)
+        });
+        h.add(move |_| {
+            o3.lock().unwrap().push(3);
+            Ok(Flow::Continue)
+        });
+        h.dispatch(&req, (), sink.clone(), &enc);
+        assert_eq!(*order.lock().unwrap(), vec![1, 2]);
+        assert_eq!(
+            &sent.lock().unwrap()[1][..],
+            b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\",\"d\":14}}\x0c"
+        );
+        let h2: RequestHandlers<()> = RequestHandlers::default();
+        h2.add(|_| Err("nope".into()));
+        h2.dispatch(&req, (), sink.clone(), &enc);
+        assert_eq!(
+            &sent.lock().unwrap()[2][..],
+            &b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\",\"e\":{\"code\":\"ERR_IPC_HANDLER\",\"message\":\"nope\"}}}\x0c"[..]
+        );
+        let h3: RequestHandlers<()> = RequestHandlers::default();
+        h3.add(|_| panic!("kaboom"));
+        assert_eq!(
+            h3.dispatch(&req, (), sink, &enc),
+            vec!["kaboom".to_string()]
+        );
+        assert!(std::str::from_utf8(&sent.lock().unwrap()[3])
+            .unwrap()
+            .contains("kaboom"));
+    }
+
+    #[test]
+    fn topics_are_validated_like_event_names() {
+        assert!(validate_topic("news", 256).is_ok());
+        assert_eq!(
+            validate_topic("", 256).unwrap_err().code(),
+            ErrorCode::InvalidEvent
+        );
+        assert_eq!(
+            validate_topic("connect", 256).unwrap_err().code(),
+            ErrorCode::ReservedEvent
+        );
+        assert_eq!(
+            validate_topic("__proto__", 256).unwrap_err().code(),
+            ErrorCode::InvalidEvent
+        );
+        assert_eq!(
+            validate_topic("ipcx.request", 256).unwrap_err().code(),
+            ErrorCode::InvalidEvent
+        );
+        assert_eq!(
+            validate_topic("abc", 2).unwrap_err().code(),
+            ErrorCode::EventTooLarge
+        );
+    }
+
+    #[test]
+    fn call_frames_are_recognised() {
+        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
+        assert!(is_call_frame(
+            &encode_call(&enc, names::REQUEST, "n", Some(&1)).unwrap()
+        ));
+        assert!(is_call_frame(
+            &encode_call::<()>(&enc, names::PING, "n", None).unwrap()
+        ));
+        assert!(!is_call_frame(
+            &enc.encode_to_bytes("message", Some(&1)).unwrap()
+        ));
+        assert!(!is_call_frame(
+            &encode_call::<()>(&enc, names::RESPONSE, "n", None).unwrap()
+        ));
+    }
+}

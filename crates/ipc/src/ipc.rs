@@ -1,0 +1,464 @@
+//! [`Ipc`]: one node-ipc instance (`config`, `of`, `server`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use ipc_client::{Client, ClientState};
+use ipc_server::Server;
+use ipc_transport::{Endpoint, UdpFamily};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::IpcError;
+
+/// The options of node-ipc's `serveNet(host?, port?, udpType?)`, as a
+/// builder. Unset values take `networkHost` / `networkPort`; unlike
+/// node-ipc, port `0` asks for an ephemeral port (see
+/// [`Server::start`]'s returned endpoint).
+///
+/// ```
+/// use ipc::ServeNet;
+/// let tcp = ServeNet::tcp().port(0);
+/// let udp = ServeNet::udp4().host("127.0.0.1").port(8001);
+/// # let _ = (tcp, udp);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeNet {
+    host: Option<String>,
+    port: Option<u16>,
+    udp: Option<UdpFamily>,
+}
+
+impl ServeNet {
+    /// A TCP server (TLS when `config.tls` is set): `serveNet()`.
+    pub fn tcp() -> ServeNet {
+        ServeNet::default()
+    }
+
+    /// A UDP over IPv4 endpoint: `serveNet('udp4')`.
+    pub fn udp4() -> ServeNet {
+        ServeNet {
+            udp: Some(UdpFamily::V4),
+            ..ServeNet::default()
+        }
+    }
+
+    /// A UDP over IPv6 endpoint: `serveNet('::1', 'udp6')`.
+    pub fn udp6() -> ServeNet {
+        ServeNet {
+            udp: Some(UdpFamily::V6),
+            ..ServeNet::default()
+        }
+    }
+
+    /// The host to bind (default `networkHost`).
+    pub fn host(mut self, host: impl Into<String>) -> ServeNet {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// The port to bind (default `networkPort`; `0` = any free port).
+    pub fn port(mut self, port: u16) -> ServeNet {
+        self.port = Some(port);
+        self
+    }
+
+    /// The UDP family, if this is a UDP endpoint.
+    pub fn udp_type(&self) -> Option<UdpFamily> {
+        self.udp
+    }
+}
+
+struct Inner {
+    config: RwLock<Config>,
+    of: Mutex<HashMap<String, Client>>,
+    server: Mutex<Option<Server>>,
+}
+
+/// One node-ipc instance: its own [`Config`], its own `of` registry of
+/// clients and its own server. Instances share nothing, so several can live
+/// in one process (node-ipc's `new IPCModule()`). Cheap to clone (clones
+/// are the same instance).
+///
+/// Methods that create clients or servers must run inside a tokio runtime.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc::{Ipc, ServerExt};
+/// let ipc = Ipc::new();
+/// ipc.configure(|c| {
+///     c.id = "world".into();
+///     c.retry = std::time::Duration::from_millis(1500);
+/// });
+/// let server = ipc.serve(None)?;
+/// server.on_typed("message", |text: String, peer| {
+///     if let Some(socket) = peer.socket() {
+///         let _ = socket.try_emit("message", &format!("{text} world!"));
+///     }
+/// });
+/// server.start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Ipc {
+    inner: Arc<Inner>,
+}
+
+impl Default for Ipc {
+    fn default() -> Self {
+        Ipc::new()
+    }
+}
+
+impl fmt::Debug for Ipc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ipc")
+            .field("id", &self.config().id)
+            .field("of", &self.of_ids())
+            .field("server", &self.server())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Ipc {
+    /// A new instance with node-ipc 14's defaults.
+    pub fn new() -> Ipc {
+        Ipc::with_config(Config::default())
+    }
+
+    /// A new instance with `config`.
+    pub fn with_config(config: Config) -> Ipc {
+        Ipc {
+            inner: Arc::new(Inner {
+                config: RwLock::new(config),
+                of: Mutex::new(HashMap::new()),
+                server: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A copy of the current configuration (`ipc.config`).
+    pub fn config(&self) -> Config {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes the configuration (`ipc.config.x = …`). The run-time keys
+    /// `retry`, `maxRetries`, `stopRetrying` and `retryBackoff` also reach
+    /// every client in `of` at once, as in node-ipc; other keys apply to
+    /// clients and servers created afterwards.
+    pub fn configure(&self, f: impl FnOnce(&mut Config)) {
+        let retry = {
+            let mut c = self.inner.config.write().unwrap_or_else(|p| p.into_inner());
+            f(&mut c);
+            c.retry_config()
+        };
+        for client in lock(&self.inner.of).values() {
+            client.set_retry(retry);
+        }
+    }
+
+    /// `ipc.serve(path?)`: creates (does not start) a local server at
+    /// `path`, or at `socketRoot + appspace + id`; it replaces
+    /// [`Ipc::server`] (a previous server keeps running until stopped).
+    /// Register handlers, then call [`Server::start`].
+    pub fn serve(&self, path: Option<&Path>) -> Result<Server, IpcError> {
+        let config = self.config();
+        config.validate()?;
+        let endpoint = match path {
+            Some(p) => local_endpoint(p.to_path_buf()),
+            None => config.local_paths().endpoint_for(&config.id),
+        };
+        self.install_server(endpoint, &config)
+    }
+
+    /// `ipc.serveNet(host?, port?, udpType?)`: creates (does not start) a
+    /// TCP server, a TLS server when `config.tls` is set, or a UDP
+    /// endpoint; it replaces [`Ipc::server`].
+    pub fn serve_net(&self, opts: ServeNet) -> Result<Server, IpcError> {
+        let config = self.config();
+        config.validate()?;
+        let mut host = opts.host.unwrap_or_else(|| config.network_host.clone());
+        let port = opts.port.unwrap_or(config.network_port);
+        let endpoint = match opts.udp {
+            Some(family) => {
+                if family == UdpFamily::V4 && host == "::1" {
+                    // node-ipc rebinds udp4 on ::1 to 127.0.0.1 (SPEC §2.5).
+                    host = "127.0.0.1".into();
+                }
+                Endpoint::Udp { family, host, port }
+            }
+            None if config.tls.is_some() => Endpoint::Tls { host, port },
+            None => Endpoint::Tcp { host, port },
+        };
+        self.install_server(endpoint, &config)
+    }
+
+    /// Creates a server on any endpoint with this instance's configuration
+    /// (what `nipc serve` uses); it replaces [`Ipc::server`].
+    pub fn serve_endpoint(&self, endpoint: Endpoint) -> Result<Server, IpcError> {
+        let config = self.config();
+        config.validate()?;
+        self.install_server(endpoint, &config)
+    }
+
+    fn install_server(&self, endpoint: Endpoint, config: &Config) -> Result<Server, IpcError> {
+        #[allow(unused_mut)]
+        let mut sc = config.server_config();
+        if !endpoint.is_local() {
+            // Socket-root handling only concerns local servers.
+            sc.listen.socket_root = None;
+        }
+        #[cfg(feature = "tls")]
+        if let (Endpoint::Tls { .. }, Some(tls)) = (&endpoint, &config.tls) {
+            sc.listen.tls = Some(ipc_transport::TlsServerConfig::from_node_options(
+                &tls.to_node(),
+            )?);
+        }
+        let server = Server::new(endpoint, sc)?;
+        *lock(&self.inner.server) = Some(server.clone());
+        Ok(server)
+    }
+
+    /// `ipc.server`: the server made by the last `serve`/`serve_net`.
+    pub fn server(&self) -> Option<Server> {
+        lock(&self.inner.server).clone()
+    }
+
+    /// `ipc.connectTo(id, path?)`: a local client stored at `of(id)`,
+    /// connecting to `path` or to `socketRoot + appspace + id`, started at
+    /// once. An id whose client is still alive returns that client
+    /// unchanged (node-ipc's rule, even if the path differs).
+    pub fn connect_to(&self, id: &str, path: Option<&Path>) -> Result<Client, IpcError> {
+        self.connect_to_with(id, path, |_| {})
+    }
+
+    /// [`Ipc::connect_to`] with node-ipc's callback: `setup` runs before
+    /// the first connection attempt, so handlers registered there see the
+    /// first `connect`.
+    pub fn connect_to_with(
+        &self,
+        id: &str,
+        path: Option<&Path>,
+        setup: impl FnOnce(&Client),
+    ) -> Result<Client, IpcError> {
+        let config = self.config();
+        let endpoint = match path {
+            Some(p) => local_endpoint(p.to_path_buf()),
+            None => config.local_paths().endpoint_for(id),
+        };
+        self.connect_endpoint_with(id, endpoint, setup)
+    }
+
+    /// `ipc.connectToNet(id, host?, port?)`: a TCP client (TLS when
+    /// `config.tls` is set) stored at `of(id)`, started at once. Unset
+    /// values (and port 0) take `networkHost` / `networkPort`.
+    pub fn connect_to_net(
+        &self,
+        id: &str,
+        host: Option<&str>,
+        port: Option<u16>,
+    ) -> Result<Client, IpcError> {
+        self.connect_to_net_with(id, host, port, |_| {})
+    }
+
+    /// [`Ipc::connect_to_net`] with node-ipc's callback (runs before the
+    /// first connection attempt).
+    pub fn connect_to_net_with(
+        &self,
+        id: &str,
+        host: Option<&str>,
+        port: Option<u16>,
+        setup: impl FnOnce(&Client),
+    ) -> Result<Client, IpcError> {
+        let config = self.config();
+        let host = host.map_or_else(|| config.network_host.clone(), str::to_owned);
+        let port = port.filter(|p| *p != 0).unwrap_or(config.network_port);
+        let endpoint = if config.tls.is_some() {
+            Endpoint::Tls { host, port }
+        } else {
+            Endpoint::Tcp { host, port }
+        };
+        self.connect_endpoint_with(id, endpoint, setup)
+    }
+
+    /// Connects to any endpoint and stores the client at `of(id)` (what
+    /// `nipc emit/listen` use). `setup` runs before the first attempt.
+    pub fn connect_endpoint_with(
+        &self,
+        id: &str,
+        endpoint: Endpoint,
+        setup: impl FnOnce(&Client),
+    ) -> Result<Client, IpcError> {
+        if id.is_empty() {
+            tracing::warn!("connect: an id is required");
+            return Err(IpcError::MissingId("connect"));
+        }
+        if let Some(existing) = lock(&self.inner.of).get(id) {
+            if existing.state() != ClientState::Destroyed {
+                setup(existing);
+                return Ok(existing.clone());
+            }
+        }
+        let config = self.config();
+        config.validate()?;
+        #[allow(unused_mut)]
+        let mut cc = config.client_config();
+        #[cfg(feature = "tls")]
+        if let (Endpoint::Tls { .. }, Some(tls)) = (&endpoint, &config.tls) {
+            cc.connect.tls = Some(ipc_transport::TlsClientConfig::from_node_options(
+                &tls.to_node(),
+            )?);
+        }
+        let client = Client::new(endpoint, cc)?;
+        setup(&client);
+        client.start();
+        // A destroyed client under the same id is simply replaced: it has no
+        // retry left to cancel.
+        lock(&self.inner.of).insert(id.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// `ipc.of[id]`.
+    pub fn of(&self, id: &str) -> Option<Client> {
+        lock(&self.inner.of).get(id).cloned()
+    }
+
+    /// The ids in `ipc.of`, sorted.
+    pub fn of_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.inner.of).keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// `ipc.disconnect(id)`: removes `of(id)` at once, removes its handlers
+    /// (no further events, as node-ipc 14), cancels any pending retry and
+    /// closes the connection after writing what is queued. Returns `false`
+    /// for an unknown id (a no-op, as in node-ipc); an error when queued
+    /// messages could not be delivered.
+    pub async fn disconnect(&self, id: &str) -> Result<bool, IpcError> {
+        let client = lock(&self.inner.of).remove(id);
+        match client {
+            None => Ok(false),
+            Some(c) => {
+                c.disconnect().await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// `ipc.log(...)`: one line through `config.logger`, or `tracing` at
+    /// info level; nothing when `config.silent`.
+    pub fn log(&self, line: impl fmt::Display) {
+        let config = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
+        if config.silent {
+            return;
+        }
+        let line = line.to_string();
+        match &config.logger {
+            Some(logger) => logger(&line),
+            None => tracing::info!(target: "ipc", id = %config.id, "{line}"),
+        }
+    }
+
+    /// `ipc.log(label, object)`: the value pretty-printed as JSON, nested
+    /// no deeper than `config.logDepth` (deeper parts show as `[Object]` /
+    /// `[Array]`, as node's `util.inspect`).
+    pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
+        let depth = self.config().log_depth;
+        let v = serde_json::to_value(value)
+            .map(|v| truncate_depth(v, depth))
+            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+            .unwrap_or_else(|e| format!("<unserializable: {e}>"));
+        if label.is_empty() {
+            self.log(v);
+        } else {
+            self.log(format_args!("{label} {v}"));
+        }
+    }
+}
+
+fn truncate_depth(v: serde_json::Value, depth: usize) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(_) if depth == 0 => Value::String("[Object]".into()),
+        Value::Array(_) if depth == 0 => Value::String("[Array]".into()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, truncate_depth(v, depth - 1)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(
+            a.into_iter()
+                .map(|v| truncate_depth(v, depth - 1))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn local_endpoint(path: PathBuf) -> Endpoint {
+    if cfg!(windows) {
+        Endpoint::NamedPipe(ipc_transport::pipe_name(&path.to_string_lossy()))
+    } else {
+        Endpoint::Unix(path)
+    }
+}
+
+/// Installs a global `tracing` subscriber that follows `config`: nothing
+/// when `silent`, colours when `logInColor`; `RUST_LOG` overrides the
+/// level (default `info`). Returns `false` if a subscriber was already set.
+pub fn init_logging(config: &Config) -> bool {
+    use tracing_subscriber::EnvFilter;
+    let filter = if config.silent {
+        EnvFilter::new("off")
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(config.log_in_color)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn depth_truncation_matches_util_inspect_shape() {
+        let v = json!({"a":{"b":{"c":1}},"l":[[1]]});
+        assert_eq!(truncate_depth(v, 1), json!({"a":"[Object]","l":"[Array]"}));
+    }
+
+    #[test]
+    fn log_goes_to_the_logger_unless_silent() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let ipc = Ipc::new();
+        ipc.configure(|c| {
+            c.logger = Some(Arc::new(move |l: &str| lock(&sink).push(l.to_owned())));
+        });
+        ipc.log("hello");
+        ipc.log_value("obj", &json!({"x":{"y":{"z":{"w":{"v":{"u":1}}}}}}));
+        ipc.configure(|c| c.silent = true);
+        ipc.log("hidden");
+        let lines = lock(&lines);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0], "hello");
+        assert!(lines[1].starts_with("obj {"), "{}", lines[1]);
+        assert!(lines[1].contains("[Object]"), "{}", lines[1]);
+    }
+}

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_client::{Backoff, ClientConfig, MaxRetries, RetryConfig};
+use ipc_client::{Backoff, ClientConfig, HandshakeMode, MaxRetries, RetryConfig};
 use ipc_proto::{CodecConfig, Profile, RawEncoding, UdpLimits};
 use ipc_server::ServerConfig;
 use ipc_transport::{AddressFamily, ConnectOptions, ListenOptions, LocalPaths, UnlinkMode};
@@ -107,9 +107,14 @@ pub enum Handshake {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ExtConfig {
+    /// Handle `ipcx.*` frames (requests, ping, pub/sub; default true).
+    pub enabled: bool,
     /// Handshake mode.
     pub handshake: Handshake,
-    /// Default request/ping timeout in ms (`0` = none; default 10 000).
+    /// How long a required handshake may take, ms (default 10 000).
+    pub handshake_timeout: u64,
+    /// Default request/ping timeout in ms for callers that take it from
+    /// the configuration (`0` = none; default 10 000).
     pub request_timeout: u64,
     /// Do not deliver a publication to its own publisher.
     pub no_local: bool,
@@ -120,10 +125,22 @@ pub struct ExtConfig {
 impl Default for ExtConfig {
     fn default() -> Self {
         ExtConfig {
+            enabled: true,
             handshake: Handshake::Off,
+            handshake_timeout: 10_000,
             request_timeout: 10_000,
             no_local: false,
             close_timeout: 10_000,
+        }
+    }
+}
+
+impl From<Handshake> for HandshakeMode {
+    fn from(h: Handshake) -> HandshakeMode {
+        match h {
+            Handshake::Off => HandshakeMode::Off,
+            Handshake::Announce => HandshakeMode::Announce,
+            Handshake::Required => HandshakeMode::Required,
         }
     }
 }
@@ -548,6 +565,10 @@ impl Config {
             sync: self.sync,
             sync_timeout: self.sync_timeout,
             retry_on_tls_failure: self.retry_on_tls_failure,
+            close_timeout: Duration::from_millis(self.ext.close_timeout),
+            extension: self.ext.enabled,
+            handshake: self.ext.handshake.into(),
+            handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
             ..ClientConfig::default()
         }
     }
@@ -565,6 +586,10 @@ impl Config {
                 max_retained_bytes: self.udp_max_fragment_bytes,
                 ..UdpLimits::default()
             },
+            extension: self.ext.enabled,
+            handshake: self.ext.handshake.into(),
+            handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
+            no_local: self.ext.no_local,
             ..ServerConfig::default()
         }
     }

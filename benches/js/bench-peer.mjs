@@ -81,10 +81,18 @@ ipc.config.maxConnections = Math.max(opts.n, opts.clients) + 100;
 ipc.config.retry = 50;
 ipc.config.maxRetries = 20;
 
+// Errors are counted; the first one is printed (the driver stops the run on
+// it), later ones only show up in the counts of `sent`.
+let errorCount = 0;
+function onError(e) {
+    errorCount += 1;
+    if (errorCount === 1) out({ ev: 'error', message: String(e && e.message) });
+}
+
 function serve(onStart) {
     if (addr.kind === 'unix') ipc.serve(addr.path, onStart);
     else ipc.serveNet(addr.host, addr.port, onStart);
-    ipc.server.on('error', (e) => out({ ev: 'error', message: String(e && e.message) }));
+    ipc.server.on('error', onError);
     ipc.server.start();
 }
 
@@ -98,7 +106,7 @@ function connect(id, onConnect) {
         first = false;
         onConnect(c);
     });
-    c.on('error', (e) => out({ ev: 'error', message: String(e && e.message) }));
+    c.on('error', onError);
     return c;
 }
 
@@ -115,7 +123,7 @@ function clientW1() {
     connect('bench-server', (c) => {
         const start = nowUs();
         for (let i = 0; i < opts.n; i++) c.emit('message', PAYLOAD);
-        out({ ev: 'sent', start_us: start, end_us: nowUs() });
+        out({ ev: 'sent', start_us: start, end_us: nowUs(), errors: errorCount });
     });
 }
 
@@ -156,7 +164,7 @@ function serverW3() {
         if (hellos !== opts.clients) return;
         out({ ev: 'start', start_us: nowUs() });
         for (let i = 0; i < opts.n; i++) ipc.server.broadcast('message', PAYLOAD);
-        out({ ev: 'sent', end_us: nowUs() });
+        out({ ev: 'sent', end_us: nowUs(), errors: errorCount });
     });
 }
 

@@ -18,7 +18,9 @@
 //! peak RSS is the "careless sender" figure: every client emits its
 //! 1,000,000 events in a plain loop.
 //!
-//! Options: `--quick` (one repetition, smaller counts: the CI smoke test),
+//! Options: `--quick` (the CI smoke test: one repetition, every subject,
+//! W1 50,000 messages, W2 pinned only with 200 + 1,000 round trips, W3
+//! 8 × 5,000, W4 1,000 connections; about a minute and a half once built),
 //! `--codec` (the criterion codec benches instead), `--reps N`,
 //! `--subjects a,b`, `--workloads w1,w2`.
 
@@ -90,10 +92,10 @@ const FULL: Sizes = Sizes {
 };
 
 const QUICK: Sizes = Sizes {
-    w1: 100_000,
+    w1: 50_000,
     w2_warm: 200,
-    w2: 2_000,
-    w3: 10_000,
+    w2: 1_000,
+    w3: 5_000,
     w3_clients: 8,
     w4: 1_000,
     reps: 1,
@@ -165,6 +167,11 @@ const CASES: [Case; 8] = [
 /// the raw one, and the parser does not change node-ipc 14's server).
 fn runs_case(subject: &str, case: &Case) -> bool {
     !(case.workload == "w4" && (subject == "serde" || subject == "node14-guarded"))
+}
+
+/// `--quick` measures only the pinned round trips (the compared ones).
+fn in_quick(case: &Case) -> bool {
+    case.workload != "w2" || case.pinned
 }
 
 /// The result of one run.
@@ -294,6 +301,7 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
         .iter()
         .copied()
         .filter(|c| opts.workloads.iter().any(|w| w == c.workload))
+        .filter(|c| !opts.quick || in_quick(c))
         .collect();
     let total: usize = opts.sizes.reps
         * cases
@@ -423,7 +431,7 @@ impl Proc {
                     if kind == ev {
                         return Ok(v);
                     }
-                    if kind == "fatal" {
+                    if kind == "fatal" || kind == "error" {
                         return Err(format!(
                             "{}: {}",
                             self.name,
@@ -551,8 +559,8 @@ fn run_inner(
     match case.workload {
         "w1" => {
             let mut client = Proc::spawn(ccmd, format!("{subject} client"))?;
-            let done = server.wait_for("done", deadline)?;
             let sent = client.wait_for("sent", deadline)?;
+            let done = server.wait_for("done", deadline)?;
             let secs = (num(&done, "end_us")? - num(&sent, "start_us")?) / 1e6;
             let count = num(&done, "count")?;
             m.insert("msg_per_s".into(), count / secs);
@@ -568,6 +576,7 @@ fn run_inner(
         "w3" => {
             let mut client = Proc::spawn(ccmd, format!("{subject} clients"))?;
             let start = server.wait_for("start", deadline)?;
+            server.wait_for("sent", deadline)?;
             let done = client.wait_for("done", deadline)?;
             let secs = (num(&done, "end_us")? - num(&start, "start_us")?) / 1e6;
             m.insert("deliveries_per_s".into(), num(&done, "count")? / secs);
@@ -823,4 +832,92 @@ fn write_json(samples: &[Sample], opts: &Options, elapsed: Duration) -> Result<P
         .map_err(|e| format!("write {}: {e}", path.display()))?;
     let _ = fs::write(dir.join("latest.json"), text);
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median_min_max(vec![3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(
+            median_min_max(vec![4.0, 1.0, 2.0, 3.0]),
+            Some((2.5, 1.0, 4.0))
+        );
+        assert_eq!(median_min_max(Vec::new()), None);
+    }
+
+    #[test]
+    fn options_select_quick_sizes_and_subjects() {
+        let o = parse_options(&args(&["--quick", "--subjects", "ours,raw", "--reps", "2"]))
+            .unwrap()
+            .unwrap();
+        assert!(o.quick);
+        assert_eq!(o.sizes.w1, QUICK.w1);
+        assert_eq!(o.sizes.reps, 2);
+        assert_eq!(o.subjects, vec!["ours", "raw"]);
+        assert!(parse_options(&args(&["--codec"])).unwrap().is_none());
+        assert!(parse_options(&args(&["--subjects", "nope"])).is_err());
+        assert!(parse_options(&args(&["--bogus"])).is_err());
+        let full = parse_options(&[]).unwrap().unwrap();
+        assert_eq!(full.sizes.w1, 1_000_000);
+        assert_eq!(full.sizes.reps, 3);
+    }
+
+    #[test]
+    fn reads_own_peak_rss() {
+        // The peak read later is at least the resident size read before.
+        let rss = proc_status_kib(std::process::id(), "VmRSS").unwrap();
+        let hwm = proc_status_kib(std::process::id(), "VmHWM").unwrap();
+        assert!(hwm > 0 && hwm >= rss);
+        assert_eq!(proc_status_kib(std::process::id(), "NoSuchField"), None);
+    }
+
+    #[test]
+    fn w4_skips_duplicate_servers() {
+        let w4 = CASES[7];
+        assert_eq!(w4.workload, "w4");
+        assert!(runs_case("ours", &w4));
+        assert!(!runs_case("serde", &w4));
+        assert!(runs_case("serde", &CASES[0]));
+        assert!(in_quick(&CASES[2]) && !in_quick(&CASES[4]) && in_quick(&w4));
+        assert_eq!(CASES[2].label(), "w2 unix pinned");
+    }
+
+    #[test]
+    fn table_shows_ratio_and_failures() {
+        let mk = |subject: &str, v: f64, error: Option<&str>| Sample {
+            rep: 0,
+            subject: subject.into(),
+            case: "w1 unix".into(),
+            metrics: if error.is_some() {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([("msg_per_s".to_string(), v)])
+            },
+            server_hwm_kib: Some(2048),
+            client_hwm_kib: Some(4096),
+            error: error.map(String::from),
+        };
+        let samples = vec![
+            mk("ours", 2e6, None),
+            mk("rs14", 1e6, None),
+            mk("node9", 0.0, Some("timed out")),
+        ];
+        let opts = Options {
+            sizes: QUICK,
+            quick: true,
+            subjects: args(&["ours", "rs14", "node9"]),
+            workloads: args(&["w1"]),
+        };
+        let text = render(&samples, &opts.subjects, &CASES[..1], &opts);
+        assert!(text.contains("2.00×"), "{text}");
+        assert!(text.contains("1 failed: timed out"), "{text}");
+        assert!(text.contains("careless sender"), "{text}");
+    }
 }

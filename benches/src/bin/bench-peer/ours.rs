@@ -117,10 +117,15 @@ async fn server(args: &Args, workload: &str) -> Result<(), String> {
             hellos.notified().await;
             emit(json!({"ev":"start","start_us":now_us()}));
             for _ in 0..args.n {
-                server
+                let reached = server
                     .broadcast("message", STANDARD_PAYLOAD)
                     .await
                     .map_err(|e| e.to_string())?;
+                if reached < args.clients {
+                    emit(json!({"ev":"error","message":format!(
+                        "a broadcast reached {reached} of {} clients", args.clients)}));
+                    break;
+                }
             }
             emit(json!({"ev":"sent","end_us":now_us()}));
         }

@@ -771,6 +771,16 @@ fn render(samples: &[Sample], subjects: &[String], cases: &[Case], opts: &Option
                 fmt_mib(Some(hi))
             ));
         }
+        let failed: Vec<&str> = collect(samples, subject, "w1 unix")
+            .filter_map(|s| s.error.as_deref())
+            .collect();
+        if let Some(why) = failed.first() {
+            let why: String = why.chars().take(90).collect();
+            o.push_str(&format!(
+                "  {subject:<16} {} run(s) failed: {why}\n",
+                failed.len()
+            ));
+        }
     }
     o
 }

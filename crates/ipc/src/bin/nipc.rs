@@ -48,7 +48,8 @@ enum Cmd {
     Serve {
         /// unix:/path, id:name, tcp://host:port, tls://host:port, udp4://host:port, udp6://[::1]:port
         endpoint: String,
-        /// Send every message back to its sender.
+        /// Send every message back to its sender (and answer requests with
+        /// their own data).
         #[arg(long)]
         echo: bool,
         /// Broadcast each stdin line `{"type":…,"data":…}` to every client.
@@ -223,11 +224,7 @@ fn main() -> ExitCode {
 }
 
 fn parse_endpoint(s: &str) -> Res<Endpoint> {
-    s.parse::<Endpoint>().map_err(|e| {
-        Fail(format!(
-            "{e} (write unix:/path, id:name, tcp://host:port, tls://host:port, udp4://host:port or udp6://[::1]:port)"
-        ))
-    })
+    s.parse::<Endpoint>().map_err(Fail::from)
 }
 
 fn parse_json(s: &str) -> Res<Value> {
@@ -297,6 +294,13 @@ async fn serve(endpoint: &str, echo: bool, broadcast_stdin: bool, tls: &TlsArgs)
     let ipc = Ipc::with_config(config_for(&ep, tls, true)?);
     let server = ipc.serve_endpoint(ep.clone())?;
     let mut events = server.events();
+    if echo {
+        server.on_request(|req| {
+            let data: Value = req.data().unwrap_or(Value::Null);
+            req.respond(&data).map_err(|e| e.to_string())?;
+            Ok(ipc::client::Flow::Stop)
+        });
+    }
     let local = server.start().await.map_err(|e| {
         Fail(format!(
             "cannot serve {ep}: {e} (is another server running there? pick another endpoint or stop it)"
@@ -422,6 +426,15 @@ fn client_event_json(ev: &ClientEvent) -> Value {
     }
 }
 
+/// The innermost cause of an error (the OS error for a refused connect).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 fn not_listening(ep: &Endpoint, cause: impl std::fmt::Display) -> Fail {
     Fail(format!(
         "nothing answers at {ep} ({cause}); start a server there first, e.g. `nipc serve {ep}`"
@@ -450,7 +463,7 @@ async fn connect_once(
         c.on("error", move |ev| {
             if let Some(e) = ev.error() {
                 let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.get_or_insert_with(|| e.to_string());
+                s.get_or_insert_with(|| root_cause(e));
             }
         });
     })?;

@@ -1,0 +1,62 @@
+//! node-ipc's `rawBuffer` example: no JSON, no delimiter — bytes in, bytes
+//! out (`data` events). `encoding` says how a string given to `emit`
+//! becomes bytes (node's `Buffer.from(string, encoding)`).
+
+use std::time::Duration;
+
+use ipc::{ClientEvent, Ipc, ServerEvent};
+
+/// Runs the example.
+#[tokio::main]
+pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("app.world");
+
+    let world = Ipc::new();
+    world.configure(|c| {
+        c.id = "world".into();
+        c.raw_buffer = true;
+        c.encoding = ipc::RawEncoding::Utf8;
+    });
+    let server = world.serve(Some(&path))?;
+    server.on("data", |ev| {
+        if let ServerEvent::Data { from, bytes } = ev {
+            println!("world: got {} raw bytes: {:?}", bytes.len(), bytes);
+            if let Some(socket) = from.socket() {
+                let mut reply = bytes.to_vec();
+                reply.extend_from_slice(b" world!");
+                let _ = socket.try_send_frame(reply.into());
+            }
+        }
+    });
+    server.start().await?;
+
+    let hello = Ipc::new();
+    hello.configure(|c| {
+        c.id = "hello".into();
+        c.raw_buffer = true;
+        c.encoding = ipc::RawEncoding::Hex;
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = hello.connect_to_with("world", Some(&path), |c| {
+        c.on("data", move |ev| {
+            if let ClientEvent::Data(bytes) = ev {
+                println!("hello: got raw bytes back: {:?}", bytes);
+                let _ = tx.send(bytes.clone());
+            }
+        });
+    })?;
+    // node-ipc: ipc.of.world.emit('68656c6c6f') with encoding 'hex'.
+    let payload = hello.config().encoding.encode_str("68656c6c6f");
+    client.emit_raw(&payload).await?;
+    let reply = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await?
+        .ok_or("the client stopped before the reply")?;
+    // A stream has no message boundaries in raw mode; this exchange is small
+    // enough to arrive in one read.
+    assert_eq!(&reply[..], b"hello world!");
+
+    hello.disconnect("world").await?;
+    server.stop().await;
+    Ok(())
+}

@@ -701,7 +701,9 @@ async fn supervise(inner: Arc<Inner>) {
                 let refused = inner.refused_reconnect.swap(false, Ordering::SeqCst);
                 match failure {
                     Some(e) => {
-                        let violation = !e.is_retryable();
+                        let tls_retry = inner.config.retry_on_tls_failure
+                            && matches!(e, ClientError::TlsRejected { .. });
+                        let violation = !e.is_retryable() && !tls_retry;
                         if !inner.explicit() {
                             inner.error(e).await;
                         }
@@ -867,10 +869,7 @@ async fn run_connection(
                 break;
             }
             ReadEvent::Io(source) => {
-                failure = Some(ClientError::Io {
-                    endpoint: inner.name.clone(),
-                    source,
-                });
+                failure = Some(io_failure(inner, source));
                 break;
             }
         }
@@ -878,14 +877,26 @@ async fn run_connection(
     conn.cancel();
     match writer.await {
         Ok(WriterExit::Failed(source)) if failure.is_none() && !inner.explicit() => {
-            failure = Some(ClientError::Io {
-                endpoint: inner.name.clone(),
-                source,
-            });
+            failure = Some(io_failure(inner, source));
         }
         _ => {}
     }
     failure
+}
+
+/// Classifies a transport failure of an established connection.
+fn io_failure(inner: &Inner, source: std::io::Error) -> ClientError {
+    if ipc_transport::is_tls_auth_failure(&source) {
+        ClientError::TlsRejected {
+            endpoint: inner.name.clone(),
+            source,
+        }
+    } else {
+        ClientError::Io {
+            endpoint: inner.name.clone(),
+            source,
+        }
+    }
 }
 
 /// The frames written before anything queued on a new connection.

@@ -28,6 +28,17 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
+    /// The TLS server refused this client's certificate (TLS 1.3 reports it
+    /// after the handshake, on the first read). Not retried unless
+    /// `retry_on_tls_failure`.
+    #[error("{endpoint} refused our TLS credentials: {source}")]
+    TlsRejected {
+        /// The endpoint.
+        endpoint: String,
+        /// The TLS alert, as an I/O error.
+        #[source]
+        source: io::Error,
+    },
     /// The peer sent something the profile refuses; the client closed the
     /// connection and will not reconnect (SPEC §1.4).
     #[error("protocol violation from {endpoint}: {source}")]
@@ -122,7 +133,7 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Connect { source, .. } => source.code(),
-            ClientError::Io { .. } => None,
+            ClientError::Io { .. } | ClientError::TlsRejected { .. } => None,
             ClientError::Protocol { source, .. }
             | ClientError::Encode { source, .. }
             | ClientError::Topic(source)

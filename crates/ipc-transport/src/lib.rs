@@ -78,3 +78,19 @@ pub use udp::{RecvBatch, UdpSocket};
 
 /// The `ERR_IPC_*` code type shared by the workspace.
 pub use ipc_proto::ErrorCode;
+
+/// Whether an I/O error on an established stream is the TLS peer refusing
+/// our certificate or identity. With TLS 1.3 a client learns that its
+/// certificate was rejected only on its first read after the handshake;
+/// retrying cannot fix it.
+pub fn is_tls_auth_failure(e: &std::io::Error) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        tls::is_auth_failure(e)
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = e;
+        false
+    }
+}

@@ -12,9 +12,12 @@
 //!   — the end-to-end workloads against node-ipc and the raw ceilings, or
 //!   (`--codec`) the criterion codec benches; see `bench.rs`.
 //! * `fuzz [seconds]` — runs every cargo-fuzz target for the given time.
+//! * `soak [--minutes N]` — mixed traffic for N minutes (default 10) with
+//!   zero lost messages and flat memory; see `soak.rs` (not run in CI).
 
 mod bench;
 mod interop;
+mod soak;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -23,7 +26,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: cargo xtask <test|interop|bench|fuzz> [args]");
+        eprintln!("usage: cargo xtask <test|interop|bench|fuzz|soak> [args]");
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
@@ -31,8 +34,9 @@ fn main() -> ExitCode {
         "interop" => interop::interop(),
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&args[1..]),
+        "soak" => soak::soak(&args[1..]),
         other => Err(format!(
-            "unknown xtask command `{other}`; available: test, interop, bench, fuzz"
+            "unknown xtask command `{other}`; available: test, interop, bench, fuzz, soak"
         )),
     };
     match result {

@@ -565,3 +565,45 @@ async fn handler_panic_is_reported_and_serving_continues() {
     client.disconnect().await.unwrap();
     server.stop().await;
 }
+
+/// identifyPeer: a truthy `data.id` names the socket, and
+/// `socket.disconnected` carries it.
+#[tokio::test]
+async fn identify_peer_names_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = unix_endpoint(&dir, "ident.sock");
+    let server = Server::new(
+        ep.clone(),
+        ServerConfig {
+            identify_peer: true,
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
+    let mut sev = server.events();
+    server.start().await.unwrap();
+    let client = Client::connect(ep.clone(), client_config(MaxRetries::Limited(0))).unwrap();
+    client
+        .emit("message", &serde_json::json!({"id": ""}))
+        .await
+        .unwrap();
+    client
+        .emit("message", &serde_json::json!({"id": "worker-7", "x": 1}))
+        .await
+        .unwrap();
+    let mut seen = 0;
+    while seen < 2 {
+        if let ServerEvent::Message { .. } = next_server(&mut sev).await {
+            seen += 1;
+        }
+    }
+    assert_eq!(server.sockets()[0].peer_id().as_deref(), Some("worker-7"));
+    client.disconnect().await.unwrap();
+    loop {
+        if let ServerEvent::SocketDisconnected { id, .. } = next_server(&mut sev).await {
+            assert_eq!(id.as_deref(), Some("worker-7"));
+            break;
+        }
+    }
+    server.stop().await;
+}

@@ -18,12 +18,20 @@
 //   listen     application event types to register listeners for
 //   lifetimeMs hard exit after this many milliseconds (default 120000)
 //
+// Built-in listeners (reported as summaries, not one line per message):
+//   "seq" {i,n}: checks that i counts up from 0; prints {"ev":"seq","count":C,
+//                "inOrder":B,"last":i} every 50 messages and when i == n-1
+//   "big" S:     prints {"ev":"big","length":L,"ok":B}, ok = S is the bigPattern
+//
 // Commands (stdin, one JSON object per line), each answered by an "ack" line:
 //   {"cmd":"emit","type":T,"data":V}            framed emit (client; server needs socket/target)
 //       "dataKind": "json" (default) | "undefined" | "NaN" | "buffer" (data = hex string)
 //       "socket": N (server stream) | "target": {"address":A,"port":P} (server UDP)
 //   {"cmd":"emitRaw","hex":H | "string":S | "array":[..], "socket"/"target" as above}
 //   {"cmd":"broadcast","type":T,"data":V}       (raw mode: "hex"/"string"/"array")
+//   {"cmd":"burst","n":N,"from":F,"count":C}  emits "seq" {i,n} for i in F..F+C
+//       (defaults F=0, C=N), with "socket"/"target" on a server
+//   {"cmd":"emitBig","size":L}                   emits "big" with bigPattern(L)
 //   {"cmd":"stop"}        server.stop()
 //   {"cmd":"disconnect"}  ipc.disconnect(target)
 //   {"cmd":"ping","tag":X}
@@ -180,7 +188,29 @@ function instrument(emitter, appTypes) {
     }
 }
 
-const DEFAULT_TYPES = ['message', 'n', 'z', 'u', 'c', 'e', 'b', 's', 'a', 't', 'x', 'ping', 'pong', 'echo', ''];
+// "0123456789abcdef" repeated to `size` characters.
+function bigPattern(size) {
+    const unit = '0123456789abcdef';
+    return unit.repeat(Math.ceil(size / unit.length)).slice(0, size);
+}
+
+function summaries(emitter) {
+    let next = 0;
+    let inOrder = true;
+    emitter.on('seq', (data) => {
+        const i = data && data.i;
+        if (i !== next) inOrder = false;
+        next = (typeof i === 'number' ? i : next) + 1;
+        const count = next;
+        if (count % 50 === 0 || (data && i === data.n - 1)) out({ ev: 'seq', count, inOrder, last: i });
+    });
+    emitter.on('big', (data) => {
+        const length = typeof data === 'string' ? data.length : -1;
+        out({ ev: 'big', length, ok: length >= 0 && data === bigPattern(length) });
+    });
+}
+
+const DEFAULT_TYPES = ['message', 'n', 'z', 'u', 'c', 'e', 'b', 's', 'a', 't', 'x', 'ping', 'pong', 'echo', 'sync', ''];
 
 function waitBound(getAddress, extra) {
     const started = Date.now();
@@ -252,6 +282,22 @@ function run(cmd) {
             }
             return ipc.server.broadcast(cmd.type, framedData(cmd));
         }
+        case 'burst': {
+            const n = Number(cmd.n);
+            const from = Number(cmd.from || 0);
+            const count = cmd.count === undefined ? n - from : Number(cmd.count);
+            const to = role === 'client' ? null : serverTarget(cmd);
+            for (let i = from; i < from + count; i++) {
+                if (role === 'client') client.emit('seq', { i, n });
+                else ipc.server.emit(to, 'seq', { i, n });
+            }
+            return count;
+        }
+        case 'emitBig': {
+            const data = bigPattern(Number(cmd.size));
+            if (role === 'client') return client.emit('big', data);
+            return ipc.server.emit(serverTarget(cmd), 'big', data);
+        }
         case 'stop':
             return ipc.server.stop();
         case 'disconnect':
@@ -282,6 +328,7 @@ if (role === 'server') {
         fatal('unknown transport ' + kind);
     }
     instrument(ipc.server, appTypes);
+    summaries(ipc.server);
     ipc.server.start();
     waitBound(() => {
         const s = ipc.server.server;
@@ -300,6 +347,7 @@ if (role === 'server') {
     client = ipc.of[target];
     if (!client) fatal('connect did not create a client');
     instrument(client, appTypes);
+    summaries(client);
     let readySent = false;
     client.on('connect', () => {
         if (readySent) return;

@@ -7,6 +7,7 @@
 //! nipc request <endpoint> <json>                       one request, print the answer
 //! nipc ping <endpoint>                                 round-trip time
 //! nipc sub <endpoint> <topic>...                       print publications
+//! nipc pub <endpoint> <topic> <json>                   publish through the server
 //! nipc bench [--quick]                                 throughput, latency, fan-out
 //! nipc demo                                            a guided tour in one process
 //! ```
@@ -115,11 +116,31 @@ enum Cmd {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Publish one message on a topic through the server (ipcx.pub).
+    Pub {
+        /// The server's endpoint.
+        endpoint: String,
+        /// The topic.
+        topic: String,
+        /// The message, as JSON.
+        json: String,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
     /// Measure throughput, latency and broadcast fan-out in-process.
     Bench {
         /// Smaller counts (a few seconds).
         #[arg(long)]
         quick: bool,
+        /// Override the number of throughput frames.
+        #[arg(long, hide = true)]
+        frames: Option<u64>,
+        /// Override the number of round trips.
+        #[arg(long, hide = true)]
+        rtts: Option<usize>,
+        /// Override the number of broadcasts.
+        #[arg(long, hide = true)]
+        fanout: Option<u64>,
     },
     /// A server and three clients in one process: events, broadcast, reconnect.
     Demo,
@@ -209,7 +230,18 @@ fn main() -> ExitCode {
                 count,
                 tls,
             } => sub(&endpoint, &topics, count, &tls).await,
-            Cmd::Bench { quick } => bench(quick).await,
+            Cmd::Pub {
+                endpoint,
+                topic,
+                json,
+                tls,
+            } => publish(&endpoint, &topic, &json, &tls).await,
+            Cmd::Bench {
+                quick,
+                frames,
+                rtts,
+                fanout,
+            } => bench(quick, frames, rtts, fanout).await,
             Cmd::Demo => demo().await,
         }
     });
@@ -272,6 +304,11 @@ fn config_for(endpoint: &Endpoint, tls: &TlsArgs, server: bool) -> Res<Config> {
     }
     if tls.cert.is_some() != tls.key.is_some() {
         return Err(Fail("--cert and --key go together".into()));
+    }
+    if !server && tls.ca.is_none() && !tls.insecure {
+        return Err(Fail(format!(
+            "connecting to {endpoint} needs --ca <PEM of the server's CA or certificate> (or --insecure for local testing)"
+        )));
     }
     if !server && tls.insecure {
         eprintln!(
@@ -436,6 +473,13 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn not_listening(ep: &Endpoint, cause: impl std::fmt::Display) -> Fail {
+    let cause = cause.to_string();
+    let lower = cause.to_lowercase();
+    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        return Fail(format!(
+            "TLS with {ep} failed ({cause}); check --ca, --servername, --cert/--key"
+        ));
+    }
     Fail(format!(
         "nothing answers at {ep} ({cause}); start a server there first, e.g. `nipc serve {ep}`"
     ))
@@ -616,6 +660,21 @@ async fn sub(endpoint: &str, topics: &[String], count: Option<u64>, tls: &TlsArg
     Ok(())
 }
 
+async fn publish(endpoint: &str, topic: &str, data: &str, tls: &TlsArgs) -> Res {
+    let ep = parse_endpoint(endpoint)?;
+    let data = parse_json(data)?;
+    let (client, _events) = connect_once(&ep, tls).await?;
+    client
+        .publish(topic, &data)
+        .await
+        .map_err(|e| Fail(format!("cannot publish to {ep}: {e}")))?;
+    client
+        .disconnect()
+        .await
+        .map_err(|e| Fail(format!("{ep}: {e}")))?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------- bench
 
 fn bench_config() -> Config {
@@ -657,12 +716,15 @@ async fn wait_count(counter: &AtomicU64, target: u64, label: &str) -> Res {
     }
 }
 
-async fn bench(quick: bool) -> Res {
-    let (frames, rtts, fanout_msgs) = if quick {
+async fn bench(quick: bool, frames: Option<u64>, rtts: Option<usize>, fanout: Option<u64>) -> Res {
+    let (f, r, b) = if quick {
         (100_000u64, 2_000usize, 10_000u64)
     } else {
         (1_000_000, 20_000, 100_000)
     };
+    let frames = frames.unwrap_or(f).max(1);
+    let rtts = rtts.unwrap_or(r).max(1);
+    let fanout_msgs = fanout.unwrap_or(b).max(1);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("bench.sock");
     let ipc = Ipc::with_config(bench_config());

@@ -1,0 +1,104 @@
+//! Runs every example to completion. Each example file is compiled into
+//! this test as a module (so no separately built binary has to be found)
+//! and its `main` runs on its own thread, bounded in time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::error::Error;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+#[path = "../examples/broadcast.rs"]
+mod broadcast;
+#[path = "../examples/raw_buffer.rs"]
+mod raw_buffer;
+#[path = "../examples/sync_mode.rs"]
+mod sync_mode;
+#[path = "../examples/tcp_world_hello.rs"]
+mod tcp_world_hello;
+#[cfg(feature = "tls")]
+#[path = "../examples/tls_local_only.rs"]
+mod tls_local_only;
+#[cfg(feature = "tls")]
+#[path = "../examples/tls_more_secure.rs"]
+mod tls_more_secure;
+#[cfg(feature = "tls")]
+#[path = "../examples/tls_most_secure.rs"]
+mod tls_most_secure;
+#[cfg(feature = "udp")]
+#[path = "../examples/udp4.rs"]
+mod udp4;
+#[cfg(feature = "udp")]
+#[path = "../examples/udp6.rs"]
+mod udp6;
+#[path = "../examples/unix_world_hello.rs"]
+mod unix_world_hello;
+
+fn run(name: &str, main: fn() -> Result<(), Box<dyn Error>>) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let r = main().map_err(|e| e.to_string());
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("example {name} failed: {e}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("example {name} panicked"),
+        Err(RecvTimeoutError::Timeout) => panic!("example {name} did not finish within 60 s"),
+    }
+}
+
+#[test]
+fn example_unix_world_hello() {
+    run("unix_world_hello", unix_world_hello::main);
+}
+
+#[test]
+fn example_tcp_world_hello() {
+    run("tcp_world_hello", tcp_world_hello::main);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn example_tls_local_only() {
+    run("tls_local_only", tls_local_only::main);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn example_tls_more_secure() {
+    run("tls_more_secure", tls_more_secure::main);
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn example_tls_most_secure() {
+    run("tls_most_secure", tls_most_secure::main);
+}
+
+#[cfg(feature = "udp")]
+#[test]
+fn example_udp4() {
+    run("udp4", udp4::main);
+}
+
+#[cfg(feature = "udp")]
+#[test]
+fn example_udp6() {
+    run("udp6", udp6::main);
+}
+
+#[test]
+fn example_raw_buffer() {
+    run("raw_buffer", raw_buffer::main);
+}
+
+#[test]
+fn example_sync_mode() {
+    run("sync_mode", sync_mode::main);
+}
+
+#[test]
+fn example_broadcast() {
+    run("broadcast", broadcast::main);
+}

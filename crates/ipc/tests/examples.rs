@@ -3,6 +3,9 @@
 //! and its `main` runs on its own thread, bounded in time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// Examples that share a support file each include it, exactly as they are
+// built on their own.
+#![allow(clippy::duplicate_mod)]
 
 use std::error::Error;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -101,4 +104,32 @@ fn example_sync_mode() {
 #[test]
 fn example_broadcast() {
     run("broadcast", broadcast::main);
+}
+
+/// Every example in `examples/` is run above (a new one must be added).
+#[test]
+fn every_example_is_covered() {
+    let covered = [
+        "broadcast",
+        "raw_buffer",
+        "sync_mode",
+        "tcp_world_hello",
+        "tls_local_only",
+        "tls_more_secure",
+        "tls_most_secure",
+        "udp4",
+        "udp6",
+        "unix_world_hello",
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let stem = p.file_stem()?.to_string_lossy().into_owned();
+            (p.extension()? == "rs").then_some(stem)
+        })
+        .collect();
+    found.sort();
+    assert_eq!(found, covered);
 }

@@ -18,7 +18,7 @@
 //! (2 for command-line usage errors).
 
 use std::io::Write;
-use std::net::SocketAddr;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,7 @@ struct Cli {
 enum Cmd {
     /// Serve an endpoint and print every event as one JSON line.
     Serve {
-        /// unix:/path, id:name, tcp://host:port, tls://host:port, udp4://host:port, udp6://[::1]:port
+        /// `unix:/path`, `id:name`, `tcp://host:port`, `tls://host:port`, `udp4://host:port`, `udp6://[::1]:port`
         endpoint: String,
         /// Send every message back to its sender (and answer requests with
         /// their own data).
@@ -551,7 +551,7 @@ async fn emit_udp(ep: &Endpoint, event: &str, data: &Value) -> Res {
     let Endpoint::Udp { family, host, port } = ep else {
         return Ok(());
     };
-    let target: SocketAddr = tokio::net::lookup_host((host.as_str(), *port))
+    let target: std::net::SocketAddr = tokio::net::lookup_host((host.as_str(), *port))
         .await
         .map_err(|e| Fail(format!("cannot resolve {host}: {e}")))?
         .find(|a| a.is_ipv4() == (*family == ipc::UdpFamily::V4))

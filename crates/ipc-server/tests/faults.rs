@@ -228,16 +228,7 @@ fn run_isolated(name: &str) -> Vec<String> {
         BufReader::new(out)
             .lines()
             .map_while(Result::ok)
-            .filter_map(|l| match l.split_once("@@") {
-                Some((_, r)) => Some(r.to_string()),
-                None => {
-                    // Figures the child printed, for `--nocapture` runs.
-                    if !l.is_empty() && !l.starts_with("running ") && !l.starts_with("test ") {
-                        eprintln!("  [isolated] {l}");
-                    }
-                    None
-                }
-            })
+            .filter_map(|l| l.split_once("@@").map(|(_, r)| r.to_string()))
             .collect::<Vec<_>>()
     });
     // Bounded: poll the child for at most 20 × T.
@@ -254,6 +245,9 @@ fn run_isolated(name: &str) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(20));
     };
     let lines = reader.join().unwrap();
+    for l in lines.iter().filter(|l| *l != "ok") {
+        eprintln!("  [{name}] {l}");
+    }
     assert!(status.success(), "isolated test {name} failed: {status}");
     assert!(
         lines.iter().any(|l| l == "ok"),
@@ -650,7 +644,9 @@ async fn one_gib_frame_rejected_guarded() {
     assert!(ev.peer().is_some());
     assert!(sent < 64 * limit, "the writer got {sent} bytes in");
     assert!(peak_kib < 256 * 1024, "peak RSS {peak_kib} KiB");
-    println!("guarded: cut off after {sent} bytes written, peak RSS {peak_kib} KiB");
+    report(&format!(
+        "guarded: cut off after {sent} bytes written, peak RSS {peak_kib} KiB"
+    ));
     report("ok");
 }
 
@@ -671,7 +667,9 @@ async fn one_gib_frame_rejected_fast_at_partial_cap() {
         "the writer got {sent} bytes in"
     );
     assert!(peak_kib < 512 * 1024, "peak RSS {peak_kib} KiB");
-    println!("fast: cut off after {sent} bytes written, peak RSS {peak_kib} KiB");
+    report(&format!(
+        "fast: cut off after {sent} bytes written, peak RSS {peak_kib} KiB"
+    ));
     report("ok");
 }
 
@@ -1114,12 +1112,11 @@ async fn ten_thousand_connections_bounded_memory() {
     assert_eq!(server.connections(), N);
     let after = status_kib("VmRSS:");
     let per_conn = (after.saturating_sub(before)) * 1024 / N as u64;
-    println!(
+    report(&format!(
         "10k connections: admitted in {:?}; server RSS {before} KiB -> {after} KiB, \
          {per_conn} bytes per connection",
         t0.elapsed()
-    );
-    report(&format!("per-connection {per_conn}"));
+    ));
     // Measured ≈ 62 KiB: about one 64 KiB read buffer per connection.
     assert!(per_conn < 96 * 1024, "{per_conn} bytes per connection");
 

@@ -78,8 +78,13 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str]) -> Running {
+        Running::start_env(args, &[])
+    }
+
+    fn start_env(args: &[&str], env: &[(&str, &Path)]) -> Running {
         let mut child = Command::new(NIPC)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -252,6 +257,24 @@ fn sub_receives_what_pub_publishes() {
     let v: Value = serde_json::from_str(&got).unwrap();
     assert_eq!(v, serde_json::json!({"topic":"weather","data":"sunny"}));
     assert!(sub.wait_exit().success());
+}
+
+#[test]
+fn id_endpoints_use_node_ipc_14_default_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("XDG_RUNTIME_DIR", dir.path())];
+    let serve = Running::start_env(&["serve", "id:world"], &env);
+    let ep = serve.started();
+    let expected = dir.path().join("node-ipc").join("app.world");
+    assert_eq!(ep, format!("unix:{}", expected.display()));
+    let out = Command::new(NIPC)
+        .args(["emit", "id:world", "message", r#""by id""#])
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = serve.expect("message", |v| v["event"] == "message");
+    assert_eq!(m["data"], "by id");
 }
 
 #[test]

@@ -26,9 +26,11 @@
 //!   (passed / failed / not applicable) as JSON lines in
 //!   `<target>/interop/cells.jsonl`, which `cargo xtask interop` prints.
 //!
-//! It does not depend on the project's protocol crates: the Rust side of the
-//! tests speaks through raw tokio sockets so that the Node peers and the
-//! harness are proven independently of the library under test.
+//! The harness itself uses no protocol crate: the `encode`, `decode`, `udp`,
+//! `tls`, `raw` and `lifecycle` tests speak through raw tokio sockets, so the
+//! Node peers and the harness are proven independently of the library under
+//! test. The `matrix` and `ext` tests then put this project's `ipc-server`
+//! and `ipc-client` on the Rust side.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -651,14 +653,32 @@ impl NodePeer {
     /// because v9/v12 try to unlink a file named after the host in the CWD).
     /// Must be called inside a tokio runtime.
     pub async fn spawn(spec: &PeerSpec) -> Result<NodePeer> {
-        let node = availability(spec.flavor)?;
+        Self::spawn_script(
+            spec.flavor,
+            &peer_script(),
+            &[spec.setup_json().to_string()],
+            spec.label(),
+        )
+        .await
+    }
+
+    /// Starts another script of `interop/js/` (or any path) with the Node
+    /// binary of `flavor`, the given arguments and the same output handling
+    /// as [`NodePeer::spawn`]: JSON lines on stdout become [`Event`]s.
+    pub async fn spawn_script(
+        flavor: Flavor,
+        script: &Path,
+        args: &[String],
+        label: String,
+    ) -> Result<NodePeer> {
+        let node = availability(flavor)?;
         let cwd = tempfile::tempdir().map_err(|source| HarnessError::Spawn {
             program: node.clone(),
             source,
         })?;
         let mut child = Command::new(&node)
-            .arg(peer_script())
-            .arg(spec.setup_json().to_string())
+            .arg(script)
+            .args(args)
             .current_dir(cwd.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -669,7 +689,6 @@ impl NodePeer {
                 program: node.clone(),
                 source,
             })?;
-        let label = spec.label();
         let (tx, rx) = mpsc::unbounded_channel();
         if let Some(stdout) = child.stdout.take() {
             let tx = tx.clone();

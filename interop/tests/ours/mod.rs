@@ -46,28 +46,34 @@ pub fn big_pattern(len: usize) -> String {
 // Transports
 // ---------------------------------------------------------------------------
 
-/// A free port below the kernel's ephemeral range (32768–60999 on Linux).
-/// Servers that restart on the same port use these: an ephemeral port can
-/// be taken by some outgoing connection while the server is down (or a
-/// retrying client can connect to itself).
+/// A free port below the kernel's ephemeral range (32768–60999 on Linux),
+/// never handed out twice in this process. Servers that restart on the same
+/// port use these: while such a server is down, its port must not be taken
+/// by another cell's server or by some outgoing connection.
 pub fn low_port(host: IpAddr, udp: bool) -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
+        .map(|d| u64::from(d.subsec_nanos()))
         .unwrap_or(0)
         ^ (u64::from(std::process::id()) << 16);
-    for _ in 0..1000 {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let x = seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
+    let used = used.get_or_insert_with(HashSet::new);
+    for n in 0..12_000u64 {
+        let x = seed.wrapping_add(n.wrapping_mul(7919));
         let port = 20_000 + (x % 12_000) as u16;
+        if used.contains(&port) {
+            continue;
+        }
         let free = if udp {
             std::net::UdpSocket::bind((host, port)).is_ok()
         } else {
             std::net::TcpListener::bind((host, port)).is_ok()
         };
         if free {
+            used.insert(port);
             return port;
         }
     }

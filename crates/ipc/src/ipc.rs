@@ -244,7 +244,9 @@ impl Ipc {
 
     /// [`Ipc::connect_to`] with node-ipc's callback: `setup` runs before
     /// the first connection attempt, so handlers registered there see the
-    /// first `connect`.
+    /// first `connect`. When `id` already has a live client, `setup` runs
+    /// with that client (node-ipc calls the callback then too), so avoid
+    /// registering the same handlers twice.
     pub fn connect_to_with(
         &self,
         id: &str,

@@ -71,6 +71,77 @@ impl ServeNet {
     }
 }
 
+/// One argument of node-ipc's dynamic `serveNet(...)` call, for
+/// [`ServeNet::from_js_args`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsArg {
+    /// A string (a host, or a UDP type).
+    Str(String),
+    /// A number (a port).
+    Num(f64),
+    /// A function (the callback; register it as a `start` handler).
+    Callback,
+}
+
+impl ServeNet {
+    /// Resolves node-ipc's `serveNet(host?, port?, udpType?, cb?)`
+    /// arguments exactly as every node-ipc version does (SPEC §3.2): a
+    /// leading number is the port, `'udp4'`/`'udp6'` in the host position
+    /// means UDP on the defaults, a string second argument is the UDP
+    /// type, a falsy port means `networkPort`. Callbacks are skipped.
+    ///
+    /// ```
+    /// use ipc::{JsArg, ServeNet};
+    /// let s = ServeNet::from_js_args(&[JsArg::Num(8001.0), JsArg::Str("udp4".into())]).unwrap();
+    /// assert_eq!(s, ServeNet::udp4().port(8001));
+    /// ```
+    pub fn from_js_args(args: &[JsArg]) -> Result<ServeNet, IpcError> {
+        let (host, port, udp) = match args {
+            [] | [JsArg::Callback, ..] => (None, None, None),
+            // Rule 1: a leading number is the port; everything shifts.
+            [JsArg::Num(p), rest @ ..] => (None, Some(*p), rest.first()),
+            [JsArg::Str(h), rest @ ..] => {
+                if h.eq_ignore_ascii_case("udp4") || h.eq_ignore_ascii_case("udp6") {
+                    // Rule 3: UDP on the default host and port.
+                    (None, None, args.first())
+                } else {
+                    match rest {
+                        // Rule 4: a string second argument is the UDP type.
+                        [JsArg::Str(_), ..] => (Some(h.clone()), None, rest.first()),
+                        [JsArg::Num(p), more @ ..] => (Some(h.clone()), Some(*p), more.first()),
+                        _ => (Some(h.clone()), None, None),
+                    }
+                }
+            }
+        };
+        let mut out = ServeNet {
+            host,
+            ..ServeNet::default()
+        };
+        // Rule 6: a falsy port (0, NaN) means the default port.
+        if let Some(p) = port.filter(|p| *p != 0.0 && !p.is_nan()) {
+            if p.fract() != 0.0 || !(1.0..=65535.0).contains(&p) {
+                return Err(IpcError::InvalidConfig(format!(
+                    "serveNet: {p} is not a port number"
+                )));
+            }
+            out.port = Some(p as u16);
+        }
+        if let Some(JsArg::Str(t)) = udp {
+            out.udp = Some(match t.to_ascii_lowercase().as_str() {
+                "udp4" => UdpFamily::V4,
+                "udp6" => UdpFamily::V6,
+                _ => {
+                    return Err(IpcError::InvalidConfig(format!(
+                        "serveNet: UDP type must be 'udp4' or 'udp6', not {t:?}"
+                    )))
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
 struct Inner {
     config: RwLock<Config>,
     of: Mutex<HashMap<String, Client>>,
@@ -438,6 +509,36 @@ pub fn init_logging(config: &Config) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn serve_net_js_overloads() {
+        use JsArg::{Callback as F, Num as N, Str as S};
+        let s = |x: &str| S(x.to_owned());
+        let ok = |a: &[JsArg]| ServeNet::from_js_args(a).unwrap();
+        assert_eq!(ok(&[]), ServeNet::tcp());
+        assert_eq!(ok(&[F]), ServeNet::tcp());
+        assert_eq!(ok(&[N(8001.0)]), ServeNet::tcp().port(8001));
+        assert_eq!(ok(&[N(8001.0), F]), ServeNet::tcp().port(8001));
+        assert_eq!(ok(&[N(8001.0), s("udp4")]), ServeNet::udp4().port(8001));
+        assert_eq!(ok(&[N(8001.0), s("udp4"), F]), ServeNet::udp4().port(8001));
+        assert_eq!(ok(&[s("udp4")]), ServeNet::udp4());
+        assert_eq!(ok(&[s("UDP6"), F]), ServeNet::udp6());
+        assert_eq!(ok(&[s("h")]), ServeNet::tcp().host("h"));
+        assert_eq!(ok(&[s("h"), F]), ServeNet::tcp().host("h"));
+        assert_eq!(ok(&[s("::1"), s("udp6"), F]), ServeNet::udp6().host("::1"));
+        assert_eq!(ok(&[s("h"), N(9.0)]), ServeNet::tcp().host("h").port(9));
+        assert_eq!(ok(&[s("h"), N(9.0), F]), ServeNet::tcp().host("h").port(9));
+        assert_eq!(
+            ok(&[s("h"), N(9.0), s("udp4"), F]),
+            ServeNet::udp4().host("h").port(9)
+        );
+        // A falsy port means the default port.
+        assert_eq!(ok(&[s("h"), N(0.0)]), ServeNet::tcp().host("h"));
+        // ('udp4', port, cb) is not a valid form: the port is ignored.
+        assert_eq!(ok(&[s("udp4"), N(9.0), F]), ServeNet::udp4());
+        assert!(ServeNet::from_js_args(&[N(70000.0)]).is_err());
+        assert!(ServeNet::from_js_args(&[s("h"), s("tcp")]).is_err());
+    }
 
     #[test]
     fn depth_truncation_matches_util_inspect_shape() {

@@ -51,7 +51,7 @@
 //! | `ipc.config` (read) | [`Ipc::config`] → [`Config`] |
 //! | `ipc.config.x = v` | [`Ipc::configure`]`(\|c\| c.x = v)`; JSON: [`Config::from_json`] |
 //! | `ipc.serve(path?, cb?)` | [`Ipc::serve`]`(Option<&Path>)`; `cb` = `server.on("start", …)` |
-//! | `ipc.serveNet(host?, port?, udpType?, cb?)` | [`Ipc::serve_net`]`(`[`ServeNet`]`::tcp()/udp4()/udp6().host(h).port(p))` |
+//! | `ipc.serveNet(host?, port?, udpType?, cb?)` | [`Ipc::serve_net`]`(`[`ServeNet`]`::tcp()/udp4()/udp6().host(h).port(p))`; node-ipc's argument juggling exactly: [`ServeNet::from_js_args`] |
 //! | `ipc.connectTo(id, path?, cb?)` | [`Ipc::connect_to`], [`Ipc::connect_to_with`] (`cb` runs before the first attempt) |
 //! | `ipc.connectToNet(id, host?, port?, cb?)` | [`Ipc::connect_to_net`], [`Ipc::connect_to_net_with`] |
 //! | `ipc.disconnect(id)` | [`Ipc::disconnect`] |
@@ -136,7 +136,7 @@ pub use crate::config::{
 };
 pub use crate::error::IpcError;
 pub use crate::ext::{ClientExt, ServerExt};
-pub use crate::ipc::{init_logging, Ipc, ServeNet};
+pub use crate::ipc::{init_logging, Ipc, JsArg, ServeNet};
 
 pub use ipc_client as client;
 pub use ipc_proto as proto;

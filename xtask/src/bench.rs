@@ -88,7 +88,7 @@ const FULL: Sizes = Sizes {
     w3_clients: 8,
     w4: 10_000,
     reps: 3,
-    timeout: Duration::from_secs(150),
+    timeout: Duration::from_secs(300),
 };
 
 const QUICK: Sizes = Sizes {

@@ -127,6 +127,9 @@ struct Inner {
     next_id: AtomicU64,
     live: AtomicUsize,
     run: Mutex<Option<Run>>,
+    /// A listener bound by someone else ([`Server::from_listener`]), used by
+    /// the next `start`.
+    prebound: Mutex<Option<Listener>>,
     state: watch::Sender<ServerState>,
     #[cfg(feature = "udp")]
     udp: Mutex<Option<Arc<UdpSock>>>,
@@ -200,6 +203,7 @@ impl Server {
                 next_id: AtomicU64::new(1),
                 live: AtomicUsize::new(0),
                 run: Mutex::new(None),
+                prebound: Mutex::new(None),
                 state,
                 #[cfg(feature = "udp")]
                 udp: Mutex::new(None),
@@ -211,6 +215,17 @@ impl Server {
                 config,
             }),
         })
+    }
+
+    /// A server on a listener bound elsewhere: the cluster pattern, where
+    /// several workers accept on one Unix socket bound once by a supervisor
+    /// (`ipc_transport::Listener::from_std_unix`), or a listener inherited
+    /// from a service manager. The path is never unlinked or removed by this
+    /// server. `start` uses the listener once; a later restart binds anew.
+    pub fn from_listener(listener: Listener, config: ServerConfig) -> Result<Server, ServerError> {
+        let server = Server::new(listener.local_endpoint(), config)?;
+        *lock(&server.inner.prebound) = Some(listener);
+        Ok(server)
     }
 
     /// The configured endpoint.
@@ -318,12 +333,16 @@ impl Server {
                 local
             }
             _ => {
-                let listener = Listener::bind(&self.inner.endpoint, &self.inner.config.listen)
-                    .await
-                    .map_err(|source| ServerError::Listen {
-                        endpoint: self.inner.name.clone(),
-                        source,
-                    })?;
+                let prebound = lock(&self.inner.prebound).take();
+                let listener = match prebound {
+                    Some(l) => l,
+                    None => Listener::bind(&self.inner.endpoint, &self.inner.config.listen)
+                        .await
+                        .map_err(|source| ServerError::Listen {
+                            endpoint: self.inner.name.clone(),
+                            source,
+                        })?,
+                };
                 let local = listener.local_endpoint();
                 tracker.spawn(accept_loop(
                     self.inner.clone(),

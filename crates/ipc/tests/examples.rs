@@ -13,6 +13,8 @@ use std::time::Duration;
 
 #[path = "../examples/broadcast.rs"]
 mod broadcast;
+#[path = "../examples/cluster.rs"]
+mod cluster;
 #[path = "../examples/raw_buffer.rs"]
 mod raw_buffer;
 #[path = "../examples/sync_mode.rs"]
@@ -102,6 +104,11 @@ fn example_sync_mode() {
 }
 
 #[test]
+fn example_cluster() {
+    run("cluster", cluster::main);
+}
+
+#[test]
 fn example_broadcast() {
     run("broadcast", broadcast::main);
 }
@@ -111,6 +118,7 @@ fn example_broadcast() {
 fn every_example_is_covered() {
     let covered = [
         "broadcast",
+        "cluster",
         "raw_buffer",
         "sync_mode",
         "tcp_world_hello",

@@ -1728,6 +1728,7 @@ async fn soak_mixed_traffic() {
     let seen: Seen = Arc::new(Mutex::new(vec![Vec::new(); CLIENTS]));
     let dupes = Arc::new(AtomicUsize::new(0));
     let server_errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let resets = Arc::new(AtomicUsize::new(0));
     {
         let seen = seen.clone();
         let dupes = dupes.clone();
@@ -1745,11 +1746,21 @@ async fn soak_mixed_traffic() {
             bits[byte] |= bit;
         });
         let errors = server_errors.clone();
+        let resets = resets.clone();
         server.on("error", move |ev| {
-            // Ticks queued to a connection that is closing are reported as
-            // undelivered; anything else is a failure.
-            if !matches!(ev.error(), Some(ServerError::Undelivered { .. })) {
-                errors.lock().unwrap().push(format!("{:?}", ev.error()));
+            match ev.error() {
+                // Ticks queued to a connection that is closing are reported
+                // as undelivered.
+                Some(ServerError::Undelivered { .. }) => {}
+                // A client that disconnects with broadcast ticks still
+                // unread in its receive buffer makes the kernel reset the
+                // Unix socket: the server reports ECONNRESET for it.
+                Some(ServerError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::ConnectionReset =>
+                {
+                    resets.fetch_add(1, Ordering::SeqCst);
+                }
+                other => errors.lock().unwrap().push(format!("{other:?}")),
             }
         });
     }
@@ -1879,11 +1890,12 @@ async fn soak_mixed_traffic() {
     let baseline = baseline.unwrap_or(end_rss);
     println!(
         "soak: {secs} s, {CLIENTS} clients, {total} messages ({:.0}/s), {} broadcast ticks, \
-         {} reconnects, 0 lost, {} duplicates; RSS after 10% {baseline} KiB, peak {peak} KiB, \
-         end {end_rss} KiB",
+         {} reconnects ({} reset by the kernel), 0 lost, {} duplicates; RSS after 10% \
+         {baseline} KiB, peak {peak} KiB, end {end_rss} KiB",
         total as f64 / secs as f64,
         ticks_sent.load(Ordering::SeqCst),
         reconnects.load(Ordering::SeqCst),
+        resets.load(Ordering::SeqCst),
         dupes.load(Ordering::SeqCst),
     );
     assert_eq!(dupes.load(Ordering::SeqCst), 0);
@@ -1898,6 +1910,9 @@ async fn soak_mixed_traffic() {
         server_errors.lock().unwrap()
     );
     assert!(reconnects.load(Ordering::SeqCst) > 0);
+    // Only disconnecting clients cause resets (their reconnects, and the
+    // final disconnect of each client).
+    assert!(resets.load(Ordering::SeqCst) <= reconnects.load(Ordering::SeqCst) + CLIENTS);
     assert!(
         end_rss <= baseline + 32 * 1024,
         "memory grew from {baseline} KiB to {end_rss} KiB"

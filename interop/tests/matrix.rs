@@ -37,6 +37,8 @@ fn raw_case(enc: RawEncoding) -> String {
     format!("raw-{}", enc.as_str())
 }
 
+const NA_RAW_GUARDED: &str = "with rawBuffer=true node-ipc 14 always uses its raw parser, whatever `parser` says (SPEC §1.6): the v14-fast raw cells cover v14-guarded";
+
 const NA_CRLF_LEGACY: &str = "v9/v12 match the delimiter against the last character of their buffer, so a delimiter longer than one UTF-16 code unit never matches and nothing is dispatched (SPEC §1.4); use a single-character delimiter with these versions";
 
 /// Bounded cell body.
@@ -430,6 +432,10 @@ async fn ours_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 /// our `RawEncoding` also produces) and our server writes [`RAW_IN`] back.
 async fn raw_ours_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
+        if flavor == Flavor::V14Guarded {
+            g.na(&raw_case(enc), NA_RAW_GUARDED);
+            continue;
+        }
         let res = cell(raw_ours_cell(flavor, via, pki, enc, text, hex)).await;
         g.put(&raw_case(enc), res);
     }
@@ -793,6 +799,10 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 /// SPEC §7.2 string (our client must see those bytes).
 async fn raw_node_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
+        if flavor == Flavor::V14Guarded {
+            g.na(&raw_case(enc), NA_RAW_GUARDED);
+            continue;
+        }
         let res = cell(raw_node_cell(flavor, via, pki, enc, text, hex)).await;
         g.put(&raw_case(enc), res);
     }
@@ -1222,6 +1232,13 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
 /// Raw datagrams in each encoding: the Node raw UDP server writes the SPEC
 /// §7.2 string to ours; ours writes [`RAW_IN`] to it.
 async fn udp_raw(flavor: Flavor, fam: Fam, ours_g: &mut Group, node_g: &mut Group) {
+    if flavor == Flavor::V14Guarded {
+        for (enc, _, _) in raw_vectors() {
+            ours_g.na(&raw_case(enc), NA_RAW_GUARDED);
+            node_g.na(&raw_case(enc), NA_RAW_GUARDED);
+        }
+        return;
+    }
     let (srv, mut rx, oaddr) = match our_udp(fam, 0, CodecConfig::raw()).await {
         Ok(v) => v,
         Err(e) => {

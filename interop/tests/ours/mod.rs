@@ -30,7 +30,7 @@ pub const BURST: u64 = 10_000;
 /// Frame size of the 1 MiB cells: the whole frame without its delimiter.
 pub const BIG_FRAME: usize = 1 << 20;
 /// How many cell groups run at once.
-pub const PARALLEL: usize = 3;
+pub const PARALLEL: usize = 4;
 
 /// Data length that makes `{"type":"big","data":"…"}` exactly [`BIG_FRAME`].
 pub fn big_data_len() -> usize {
@@ -629,33 +629,45 @@ impl Group {
 pub type Job = Pin<Box<dyn Future<Output = Vec<Group>> + Send>>;
 
 /// Runs the jobs, at most [`PARALLEL`] at a time, and records every cell
-/// in the suite's matrix (a panicking job is a failed cell too).
+/// in the suite's matrix, in job order (a panicking job is a failed cell).
 pub async fn run_jobs(matrices: &mut [Matrix], suites: &[&str], jobs: Vec<(String, Job)>) {
     let sem = Arc::new(Semaphore::new(PARALLEL));
     let mut set = tokio::task::JoinSet::new();
-    for (label, job) in jobs {
+    let labels: Vec<String> = jobs.iter().map(|(l, _)| l.clone()).collect();
+    for (i, (_, job)) in jobs.into_iter().enumerate() {
         let sem = sem.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await;
-            (label, job.await)
+            (i, job.await)
         });
     }
+    let mut done: Vec<Option<Vec<Group>>> = labels.iter().map(|_| None).collect();
     while let Some(res) = set.join_next().await {
         match res {
-            Ok((_, groups)) => {
-                for g in groups {
-                    let i = suites.iter().position(|s| *s == g.suite).unwrap();
-                    for (case, status) in g.cells {
-                        matrices[i].record(g.flavor.label(), g.transport, &case, status);
-                    }
-                }
-            }
+            Ok((i, groups)) => done[i] = Some(groups),
             Err(e) => matrices[0].record(
                 "*",
                 "*",
                 "job",
                 CellStatus::Failed(format!("a cell group panicked: {e}")),
             ),
+        }
+    }
+    for (label, groups) in labels.iter().zip(done) {
+        let Some(groups) = groups else {
+            matrices[0].record(
+                "*",
+                "*",
+                label,
+                CellStatus::Failed("the cell group did not finish".into()),
+            );
+            continue;
+        };
+        for g in groups {
+            let i = suites.iter().position(|s| *s == g.suite).unwrap();
+            for (case, status) in g.cells {
+                matrices[i].record(g.flavor.label(), g.transport, &case, status);
+            }
         }
     }
 }

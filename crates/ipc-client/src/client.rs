@@ -23,7 +23,7 @@ use crate::ext::{
 };
 use crate::handlers::{HandlerId, Handlers};
 use crate::link::{FrameReader, ReadEvent};
-use crate::outbox::{write_loop, Outbox, SendError, SyncGate, WriterExit};
+use crate::outbox::{write_loop, Arena, Outbox, SendError, SyncGate, WriterExit};
 use crate::retry::{OnClose, OnTimer, RetryConfig, RetryState};
 
 /// Everything a [`Client`] is configured with.
@@ -120,6 +120,7 @@ struct Inner {
     sync_gate: Option<Arc<SyncGate>>,
     task: Mutex<Option<JoinHandle<()>>>,
     calls: Arc<Calls>,
+    arena: Arena,
     requests: RequestHandlers<()>,
     topics: Mutex<BTreeSet<String>>,
     /// The server sent `ipcx.end` with `reconnect: false`.
@@ -216,6 +217,7 @@ impl Client {
                 sync_gate: config.sync.then(|| Arc::new(SyncGate::default())),
                 task: Mutex::new(None),
                 calls: Arc::new(Calls::default()),
+                arena: Arena::default(),
                 requests: RequestHandlers::default(),
                 topics: Mutex::new(BTreeSet::new()),
                 refused_reconnect: AtomicBool::new(false),
@@ -324,8 +326,8 @@ impl Client {
         data: Option<&T>,
     ) -> Result<Bytes, ClientError> {
         self.inner
-            .encoder
-            .encode_to_bytes(event, data)
+            .arena
+            .encode(&self.inner.encoder, event, data)
             .map_err(|source| ClientError::Encode {
                 endpoint: self.inner.name.clone(),
                 source,

@@ -11,6 +11,7 @@
 //! the event type each of them dispatches.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,12 +41,38 @@ impl<F: Clone> Clone for Entry<F> {
     }
 }
 
+/// FNV-1a: event names are short, and this lookup runs once per message.
+/// (Only handler names chosen by the program are stored, so a peer cannot
+/// fill the map with colliding keys.)
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 struct Inner<A> {
     next: u64,
     // Copy-on-write lists: dispatch clones the `Arc` under the lock and calls
     // the handlers after releasing it, so handlers may register or remove
     // handlers themselves.
-    typed: HashMap<String, Arc<Vec<Entry<Typed<A>>>>>,
+    typed: FnvMap<String, Arc<Vec<Entry<Typed<A>>>>>,
     wild: Arc<Vec<Entry<Wild<A>>>>,
 }
 
@@ -68,7 +95,7 @@ impl<A> Default for Handlers<A> {
         Handlers {
             inner: Mutex::new(Inner {
                 next: 1,
-                typed: HashMap::new(),
+                typed: FnvMap::default(),
                 wild: Arc::new(Vec::new()),
             }),
         }

@@ -12,8 +12,11 @@ use ipc_proto::{FrameDecoder, Inbound, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
-/// How much room the read buffer keeps for the next read.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer's room for the first read; it grows while reads fill it,
+/// up to [`READ_CHUNK_MAX`], so idle connections stay small.
+pub const READ_CHUNK: usize = 4 * 1024;
+/// The largest room the read buffer keeps for one read.
+pub const READ_CHUNK_MAX: usize = 256 * 1024;
 
 /// What [`FrameReader::next`] produced.
 #[derive(Debug)]
@@ -39,6 +42,10 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     dec: FrameDecoder,
     eof: bool,
+    chunk: usize,
+    /// When the last read returned: frames decoded from one chunk share it
+    /// (the partial-frame timer needs no finer clock).
+    now: Instant,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -46,9 +53,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(rd: R, dec: FrameDecoder) -> Self {
         FrameReader {
             rd,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             dec,
             eof: false,
+            chunk: READ_CHUNK,
+            now: Instant::now(),
         }
     }
 
@@ -65,14 +74,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.eof {
                 return ReadEvent::Eof;
             }
-            match self.dec.decode(&mut self.buf, Instant::now()) {
+            match self.dec.decode(&mut self.buf, self.now) {
                 Ok(Some(item)) => return ReadEvent::Item(item),
                 Ok(None) => {}
                 Err(e) => return ReadEvent::Protocol(e),
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+                self.buf.reserve(self.chunk);
             }
+            let room = self.buf.capacity() - self.buf.len();
             let deadline = self.dec.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
@@ -85,11 +95,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         }
                         return ReadEvent::Eof;
                     }
-                    Ok(_) => {}
+                    Ok(n) => {
+                        self.now = Instant::now();
+                        if n == room && self.chunk < READ_CHUNK_MAX {
+                            // The peer sends faster than we read: read more at once.
+                            self.chunk *= 2;
+                        }
+                    }
                     Err(e) => return ReadEvent::Io(e),
                 },
                 _ = sleep_until_opt(deadline) => {
-                    if let Err(e) = self.dec.check_timeout(Instant::now()) {
+                    self.now = Instant::now();
+                    if let Err(e) = self.dec.check_timeout(self.now) {
                         return ReadEvent::Protocol(e);
                     }
                 }

@@ -31,6 +31,34 @@ const COALESCE_MAX_FRAME: usize = 16 * 1024;
 /// Target size of one coalesced write.
 const COALESCE_TARGET: usize = 256 * 1024;
 
+/// A shared encode buffer: frames are split off one large allocation
+/// instead of costing an allocation each (the allocation is freed when the
+/// last frame cut from it has been written).
+#[derive(Debug, Default)]
+pub struct Arena {
+    buf: Mutex<BytesMut>,
+}
+
+/// How much a refill of an [`Arena`] reserves.
+const ARENA_CHUNK: usize = 64 * 1024;
+
+impl Arena {
+    /// Encodes one frame with `encoder` and returns it as its own `Bytes`.
+    pub fn encode<T: serde::Serialize + ?Sized>(
+        &self,
+        encoder: &ipc_proto::FrameEncoder,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<Bytes, ipc_proto::ProtocolError> {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(ARENA_CHUNK);
+        }
+        encoder.encode(event, data, &mut buf)?;
+        Ok(buf.split().freeze())
+    }
+}
+
 /// Why a frame was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -365,7 +393,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut batch: Vec<Bytes> = Vec::with_capacity(64);
-    let mut buf = BytesMut::with_capacity(COALESCE_TARGET);
+    // Grown on first use: an idle connection holds no write buffer.
+    let mut buf = BytesMut::new();
     loop {
         let wake = outbox.shared.wake.notified();
         tokio::pin!(wake);

@@ -123,7 +123,7 @@ struct Inner {
     encoder: FrameEncoder,
     handlers: Handlers<ServerEvent>,
     streams: Mutex<Arc<Vec<mpsc::Sender<ServerEvent>>>>,
-    sockets: Mutex<Arc<Vec<Socket>>>,
+    sockets: Mutex<Registry>,
     next_id: AtomicU64,
     live: AtomicUsize,
     run: Mutex<Option<Run>>,
@@ -141,6 +141,23 @@ struct Inner {
 }
 
 type HelloCheck = Arc<dyn Fn(&Socket, &Hello) -> Result<(), String> + Send + Sync>;
+
+/// The open stream connections, in accept order. Accepts and closes are
+/// O(1)/O(n) without copying; broadcasts share one snapshot until the set
+/// changes.
+#[derive(Default)]
+struct Registry {
+    list: Vec<Socket>,
+    snapshot: Option<Arc<Vec<Socket>>>,
+}
+
+impl Registry {
+    fn snapshot(&mut self) -> Arc<Vec<Socket>> {
+        self.snapshot
+            .get_or_insert_with(|| Arc::new(self.list.clone()))
+            .clone()
+    }
+}
 
 struct Run {
     cancel: CancellationToken,
@@ -199,7 +216,7 @@ impl Server {
                 encoder,
                 handlers: Handlers::new(),
                 streams: Mutex::new(Arc::new(Vec::new())),
-                sockets: Mutex::new(Arc::new(Vec::new())),
+                sockets: Mutex::new(Registry::default()),
                 next_id: AtomicU64::new(1),
                 live: AtomicUsize::new(0),
                 run: Mutex::new(None),
@@ -246,12 +263,12 @@ impl Server {
 
     /// How many stream connections are open.
     pub fn connections(&self) -> usize {
-        lock(&self.inner.sockets).len()
+        lock(&self.inner.sockets).list.len()
     }
 
     /// The open stream connections.
     pub fn sockets(&self) -> Vec<Socket> {
-        lock(&self.inner.sockets).to_vec()
+        lock(&self.inner.sockets).list.clone()
     }
 
     /// Registers a handler for `event` (`"*"` = wildcard, runs first and
@@ -447,7 +464,7 @@ impl Server {
 
     /// [`Server::broadcast`] of an already encoded frame.
     pub async fn broadcast_frame(&self, frame: Bytes) -> Result<usize, ServerError> {
-        let sockets = lock(&self.inner.sockets).clone();
+        let sockets = lock(&self.inner.sockets).snapshot();
         #[allow(unused_mut)]
         let mut sent = self.inner.fan_out(&frame, &sockets, None).await;
         #[cfg(feature = "udp")]
@@ -521,7 +538,7 @@ impl Server {
             reconnect: allow_reconnect,
         };
         if let Ok(frame) = self.inner.encoder.encode_to_bytes(names::END, Some(&end)) {
-            for s in lock(&self.inner.sockets).iter() {
+            for s in lock(&self.inner.sockets).list.iter() {
                 let _ = s.try_send_frame(frame.clone());
             }
         }
@@ -549,7 +566,7 @@ impl Server {
         // Stop accepting; connections finish on their own once their queues
         // are drained.
         run.cancel.cancel();
-        for s in lock(&self.inner.sockets).iter() {
+        for s in lock(&self.inner.sockets).list.iter() {
             s.close();
         }
         run.tracker.close();
@@ -557,7 +574,7 @@ impl Server {
             .await
             .is_err()
         {
-            for s in lock(&self.inner.sockets).iter() {
+            for s in lock(&self.inner.sockets).list.iter() {
                 s.destroy();
             }
             run.tracker.wait().await;
@@ -572,7 +589,7 @@ impl Server {
             return;
         };
         run.cancel.cancel();
-        for s in lock(&self.inner.sockets).iter() {
+        for s in lock(&self.inner.sockets).list.iter() {
             s.destroy();
         }
         run.tracker.close();
@@ -709,16 +726,17 @@ impl Inner {
     }
 
     fn register(&self, s: &Socket) {
-        let mut sockets = lock(&self.sockets);
-        let mut v = sockets.to_vec();
-        v.push(s.clone());
-        *sockets = Arc::new(v);
+        let mut r = lock(&self.sockets);
+        r.list.push(s.clone());
+        r.snapshot = None;
     }
 
     fn unregister(&self, s: &Socket) {
-        let mut sockets = lock(&self.sockets);
-        let v: Vec<_> = sockets.iter().filter(|x| *x != s).cloned().collect();
-        *sockets = Arc::new(v);
+        let mut r = lock(&self.sockets);
+        if let Some(i) = r.list.iter().position(|x| x == s) {
+            r.list.remove(i);
+        }
+        r.snapshot = None;
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipc_client::ext::{self, names, CallError, Calls, Response};
-use ipc_client::outbox::{Outbox, SendError};
+use ipc_client::outbox::{Arena, Outbox, SendError};
 use ipc_proto::FrameEncoder;
 use ipc_transport::PeerInfo;
 use serde::Serialize;
@@ -28,6 +28,7 @@ pub(crate) struct SocketInner {
     pub(crate) peer_id: Mutex<Option<String>>,
     pub(crate) calls: Arc<Calls>,
     pub(crate) topics: Mutex<BTreeSet<String>>,
+    arena: Arena,
 }
 
 /// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
@@ -75,6 +76,7 @@ impl Socket {
                 peer_id: Mutex::new(None),
                 calls: Arc::new(Calls::default()),
                 topics: Mutex::new(BTreeSet::new()),
+                arena: Arena::default(),
             }),
         }
     }
@@ -124,8 +126,8 @@ impl Socket {
         data: Option<&T>,
     ) -> Result<Bytes, ServerError> {
         self.inner
-            .encoder
-            .encode_to_bytes(event, data)
+            .arena
+            .encode(&self.inner.encoder, event, data)
             .map_err(|source| ServerError::Encode {
                 peer: self.inner.label.clone(),
                 source,

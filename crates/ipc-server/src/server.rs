@@ -418,6 +418,26 @@ impl Server {
         self.send_datagram(target, &dst).await
     }
 
+    /// UDP: sends an event without data (`data` becomes `{}`) to `target`.
+    #[cfg(feature = "udp")]
+    pub async fn emit_empty_to(&self, target: SocketAddr, event: &str) -> Result<(), ServerError> {
+        let frame = self
+            .inner
+            .encoder
+            .encode_to_bytes::<()>(event, None)
+            .map_err(|source| ServerError::Encode {
+                peer: target.to_string(),
+                source,
+            })?;
+        self.send_datagram(target, &frame).await
+    }
+
+    /// UDP: sends an already encoded frame as one datagram to `target`.
+    #[cfg(feature = "udp")]
+    pub async fn send_frame_to(&self, target: SocketAddr, frame: &[u8]) -> Result<(), ServerError> {
+        self.send_datagram(target, frame).await
+    }
+
     #[cfg(feature = "udp")]
     async fn send_datagram(&self, target: SocketAddr, frame: &[u8]) -> Result<(), ServerError> {
         let sock = lock(&self.inner.udp)

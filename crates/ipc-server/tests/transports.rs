@@ -179,6 +179,21 @@ async fn udp_endpoints_exchange_reply_and_broadcast() {
             }
         }
         assert_eq!(got, [("reply".to_string(), 1), ("all".to_string(), 2)]);
+        // An event without data, and a pre-encoded frame.
+        a.emit_empty_to(b_addr, "bare").await.unwrap();
+        a.send_frame_to(b_addr, b"{\"type\":\"pre\",\"data\":3}\x0c")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            if let ServerEvent::Message { message, .. } =
+                timeout(T, bev.recv()).await.unwrap().unwrap()
+            {
+                got.push((message.event().to_string(), message.data_value()));
+            }
+        }
+        assert_eq!(got[0], ("bare".to_string(), serde_json::json!({})));
+        assert_eq!(got[1], ("pre".to_string(), serde_json::json!(3)));
         // Too large for one datagram: refused before sending.
         let big = "x".repeat(70_000);
         let err = a.emit_to(b_addr, "big", &big).await.unwrap_err();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, Inbound, Profile};
 use ipc_transport::{ConnectOptions, Endpoint, Stream};
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,11 +17,11 @@ use std::collections::BTreeSet;
 use ipc_proto::Message;
 
 use crate::error::ClientError;
-use crate::event::{ClientEvent, EventStream};
+use crate::event::{ClientEvent, Dispatcher, EventStream};
 use crate::ext::{
     self, names, CallError, Calls, End, Flow, HandshakeMode, Request, RequestHandlers, Response,
 };
-use crate::handlers::{HandlerId, Handlers};
+use crate::handlers::HandlerId;
 use crate::link::{FrameReader, ReadEvent};
 use crate::outbox::{write_loop, Arena, Outbox, SendError, SyncGate, WriterExit};
 use crate::retry::{OnClose, OnTimer, RetryConfig, RetryState};
@@ -111,8 +111,7 @@ struct Inner {
     retry: Mutex<RetryConfig>,
     encoder: FrameEncoder,
     outbox: Outbox,
-    handlers: Handlers<ClientEvent>,
-    streams: Mutex<Arc<Vec<mpsc::Sender<ClientEvent>>>>,
+    events: Dispatcher<ClientEvent>,
     /// Set by `disconnect`/`destroy`: no retry, no more events.
     explicit: CancellationToken,
     closing: AtomicBool,
@@ -209,8 +208,7 @@ impl Client {
                 retry: Mutex::new(config.retry),
                 encoder,
                 outbox: Outbox::new(config.queue_bytes),
-                handlers: Handlers::new(),
-                streams: Mutex::new(Arc::new(Vec::new())),
+                events: Dispatcher::new(config.event_buffer),
                 explicit: CancellationToken::new(),
                 closing: AtomicBool::new(false),
                 state,
@@ -284,40 +282,27 @@ impl Client {
     /// Registers a handler for `event` (`"*"` registers a wildcard handler
     /// that sees every event, first).
     pub fn on(&self, event: &str, f: impl Fn(&ClientEvent) + Send + Sync + 'static) -> HandlerId {
-        if event == crate::handlers::WILDCARD {
-            self.inner.handlers.on_any(move |_, ev| f(ev))
-        } else {
-            self.inner.handlers.on(event, f)
-        }
+        self.inner.events.on(event, false, f)
     }
 
     /// Registers a handler for the next `event` only.
     pub fn once(&self, event: &str, f: impl Fn(&ClientEvent) + Send + Sync + 'static) -> HandlerId {
-        if event == crate::handlers::WILDCARD {
-            self.inner.handlers.once_any(move |_, ev| f(ev))
-        } else {
-            self.inner.handlers.once(event, f)
-        }
+        self.inner.events.on(event, true, f)
     }
 
     /// Removes a handler.
     pub fn off(&self, id: HandlerId) -> bool {
-        self.inner.handlers.off(id)
+        self.inner.events.handlers().off(id)
     }
 
     /// Removes every handler of `event`.
     pub fn off_event(&self, event: &str) -> usize {
-        self.inner.handlers.off_event(event)
+        self.inner.events.handlers().off_event(event)
     }
 
     /// A new stream of every event from now on.
     pub fn events(&self) -> EventStream<ClientEvent> {
-        let (tx, stream) = EventStream::channel(self.inner.config.event_buffer);
-        let mut streams = lock(&self.inner.streams);
-        let mut v: Vec<_> = streams.iter().filter(|s| !s.is_closed()).cloned().collect();
-        v.push(tx);
-        *streams = Arc::new(v);
-        stream
+        self.inner.events.stream()
     }
 
     fn encode<T: Serialize + ?Sized>(
@@ -592,7 +577,7 @@ impl Client {
     /// written first when connected, within `close_timeout`; whatever could
     /// not be written is reported as `Err(Undelivered)`.
     pub async fn disconnect(&self) -> Result<(), ClientError> {
-        self.inner.handlers.clear();
+        self.inner.events.handlers().clear();
         self.inner.closing.store(true, Ordering::SeqCst);
         self.inner.outbox.close();
         if self.is_connected() {
@@ -608,7 +593,7 @@ impl Client {
     /// `Err(Undelivered)`.
     pub async fn destroy(&self) -> Result<(), ClientError> {
         self.inner.calls.fail_all(CallError::Destroyed);
-        self.inner.handlers.clear();
+        self.inner.events.handlers().clear();
         self.inner.closing.store(true, Ordering::SeqCst);
         self.finish().await
     }
@@ -648,24 +633,12 @@ impl Inner {
     /// Dispatches to handlers, then to every event stream (waiting while a
     /// stream is full: backpressure instead of unbounded buffering).
     async fn emit(&self, ev: ClientEvent) {
-        let d = self.handlers.dispatch(ev.name(), &ev);
-        let streams = lock(&self.streams).clone();
+        let d = self.events.deliver(ev.name(), &ev).await;
         let is_error = matches!(ev, ClientEvent::Error(_));
-        if is_error && d.ran == 0 && streams.is_empty() {
+        if is_error && d.handlers == 0 && d.streams == 0 {
             if let ClientEvent::Error(e) = &ev {
                 tracing::warn!(endpoint = %self.name, error = %e, "unhandled client error");
             }
-        }
-        let mut closed = false;
-        for tx in streams.iter() {
-            if tx.send(ev.clone()).await.is_err() {
-                closed = true;
-            }
-        }
-        if closed {
-            let mut s = lock(&self.streams);
-            let v: Vec<_> = s.iter().filter(|t| !t.is_closed()).cloned().collect();
-            *s = Arc::new(v);
         }
         for p in d.panics {
             let err = ClientEvent::Error(Arc::new(ClientError::Handler {

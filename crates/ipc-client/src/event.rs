@@ -116,3 +116,108 @@ impl<E> futures_core::Stream for EventStream<E> {
         self.rx.poll_recv(cx)
     }
 }
+
+/// Handlers plus event streams: how an endpoint delivers its events. Shared
+/// by `ipc-client` and `ipc-server`.
+pub struct Dispatcher<E> {
+    handlers: crate::handlers::Handlers<E>,
+    streams: std::sync::Mutex<Arc<Vec<mpsc::Sender<E>>>>,
+    capacity: usize,
+}
+
+impl<E> std::fmt::Debug for Dispatcher<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("handlers", &self.handlers)
+            .field(
+                "streams",
+                &self.streams.lock().map(|s| s.len()).unwrap_or_default(),
+            )
+            .finish()
+    }
+}
+
+/// What [`Dispatcher::deliver`] did.
+#[derive(Debug, Default)]
+pub struct Delivered {
+    /// Handlers that ran.
+    pub handlers: usize,
+    /// Streams the event went to.
+    pub streams: usize,
+    /// Handler panics caught.
+    pub panics: Vec<crate::handlers::HandlerPanic>,
+}
+
+impl<E: Clone> Dispatcher<E> {
+    /// A dispatcher whose streams hold `capacity` events each.
+    pub fn new(capacity: usize) -> Self {
+        Dispatcher {
+            handlers: crate::handlers::Handlers::new(),
+            streams: std::sync::Mutex::new(Arc::new(Vec::new())),
+            capacity,
+        }
+    }
+
+    /// The handler registry.
+    pub fn handlers(&self) -> &crate::handlers::Handlers<E> {
+        &self.handlers
+    }
+
+    fn streams(&self) -> Arc<Vec<mpsc::Sender<E>>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn prune(&self, add: Option<mpsc::Sender<E>>) {
+        let mut s = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = s.iter().filter(|t| !t.is_closed()).cloned().collect();
+        v.extend(add);
+        *s = Arc::new(v);
+    }
+
+    /// Registers `f` for `event`; `"*"` registers a wildcard handler.
+    pub fn on(
+        &self,
+        event: &str,
+        once: bool,
+        f: impl Fn(&E) + Send + Sync + 'static,
+    ) -> crate::handlers::HandlerId {
+        match (event == crate::handlers::WILDCARD, once) {
+            (true, false) => self.handlers.on_any(move |_, ev| f(ev)),
+            (true, true) => self.handlers.once_any(move |_, ev| f(ev)),
+            (false, false) => self.handlers.on(event, f),
+            (false, true) => self.handlers.once(event, f),
+        }
+    }
+
+    /// A new stream of every event from now on.
+    pub fn stream(&self) -> EventStream<E> {
+        let (tx, stream) = EventStream::channel(self.capacity);
+        self.prune(Some(tx));
+        stream
+    }
+
+    /// Runs the handlers for `name`, then sends the event to every stream,
+    /// waiting while a stream is full (backpressure instead of unbounded
+    /// buffering).
+    pub async fn deliver(&self, name: &str, ev: &E) -> Delivered {
+        let d = self.handlers.dispatch(name, ev);
+        let streams = self.streams();
+        let mut closed = false;
+        for tx in streams.iter() {
+            if tx.send(ev.clone()).await.is_err() {
+                closed = true;
+            }
+        }
+        if closed {
+            self.prune(None);
+        }
+        Delivered {
+            handlers: d.ran,
+            streams: streams.len(),
+            panics: d.panics,
+        }
+    }
+}

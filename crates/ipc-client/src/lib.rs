@@ -36,7 +36,7 @@ pub mod retry;
 
 pub use client::{Client, ClientConfig, ClientState};
 pub use error::ClientError;
-pub use event::{ClientEvent, EventStream, Origin};
+pub use event::{ClientEvent, Delivered, Dispatcher, EventStream, Origin};
 pub use ext::{CallError, Flow, HandshakeMode, Request, Responder, Response};
 pub use handlers::{HandlerId, Handlers};
 pub use retry::{Backoff, MaxRetries, RetryConfig};

@@ -14,16 +14,17 @@ use bytes::Bytes;
 use ipc_client::ext::{
     self, names, CallError, Flow, HandshakeMode, Hello, Request, RequestHandlers,
 };
-use ipc_client::handlers::{HandlerId, Handlers, WILDCARD};
+use ipc_client::handlers::HandlerId;
 use ipc_client::link::{FrameReader, ReadEvent};
 use ipc_client::outbox::{write_loop, SendError, WriterExit};
+use ipc_client::Dispatcher;
 use ipc_client::EventStream;
 use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, Inbound, Message, UdpLimits};
 use ipc_transport::{Endpoint, Incoming, ListenOptions, Listener};
 use serde::Deserialize;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -121,8 +122,7 @@ struct Inner {
     name: String,
     config: ServerConfig,
     encoder: FrameEncoder,
-    handlers: Handlers<ServerEvent>,
-    streams: Mutex<Arc<Vec<mpsc::Sender<ServerEvent>>>>,
+    events: Dispatcher<ServerEvent>,
     sockets: Mutex<Registry>,
     next_id: AtomicU64,
     live: AtomicUsize,
@@ -214,8 +214,7 @@ impl Server {
                 name: endpoint.to_string(),
                 endpoint,
                 encoder,
-                handlers: Handlers::new(),
-                streams: Mutex::new(Arc::new(Vec::new())),
+                events: Dispatcher::new(config.event_buffer),
                 sockets: Mutex::new(Registry::default()),
                 next_id: AtomicU64::new(1),
                 live: AtomicUsize::new(0),
@@ -274,20 +273,12 @@ impl Server {
     /// Registers a handler for `event` (`"*"` = wildcard, runs first and
     /// sees every event).
     pub fn on(&self, event: &str, f: impl Fn(&ServerEvent) + Send + Sync + 'static) -> HandlerId {
-        if event == WILDCARD {
-            self.inner.handlers.on_any(move |_, ev| f(ev))
-        } else {
-            self.inner.handlers.on(event, f)
-        }
+        self.inner.events.on(event, false, f)
     }
 
     /// Registers a handler for the next `event` only.
     pub fn once(&self, event: &str, f: impl Fn(&ServerEvent) + Send + Sync + 'static) -> HandlerId {
-        if event == WILDCARD {
-            self.inner.handlers.once_any(move |_, ev| f(ev))
-        } else {
-            self.inner.handlers.once(event, f)
-        }
+        self.inner.events.on(event, true, f)
     }
 
     /// node-ipc's `server.on(type, (data, socket) => …)` for messages.
@@ -296,7 +287,7 @@ impl Server {
         event: &str,
         f: impl Fn(&Message, &Peer) + Send + Sync + 'static,
     ) -> HandlerId {
-        self.inner.handlers.on(event, move |ev| {
+        self.inner.events.handlers().on(event, move |ev| {
             if let ServerEvent::Message { from, message } = ev {
                 f(message, from)
             }
@@ -305,23 +296,18 @@ impl Server {
 
     /// Removes a handler.
     pub fn off(&self, id: HandlerId) -> bool {
-        self.inner.handlers.off(id)
+        self.inner.events.handlers().off(id)
     }
 
     /// Removes every handler of `event`.
     pub fn off_event(&self, event: &str) -> usize {
-        self.inner.handlers.off_event(event)
+        self.inner.events.handlers().off_event(event)
     }
 
     /// A new stream of every event from now on. While it is full, readers
     /// wait (backpressure reaches the peers).
     pub fn events(&self) -> EventStream<ServerEvent> {
-        let (tx, stream) = EventStream::channel(self.inner.config.event_buffer);
-        let mut streams = lock(&self.inner.streams);
-        let mut v: Vec<_> = streams.iter().filter(|s| !s.is_closed()).cloned().collect();
-        v.push(tx);
-        *streams = Arc::new(v);
-        stream
+        self.inner.events.stream()
     }
 
     /// Binds and starts serving; returns the endpoint listened on. Emits
@@ -629,10 +615,9 @@ impl Server {
 
 impl Inner {
     async fn emit(&self, ev: ServerEvent) {
-        let d = self.handlers.dispatch(ev.name(), &ev);
-        let streams = lock(&self.streams).clone();
+        let d = self.events.deliver(ev.name(), &ev).await;
         let is_error = matches!(ev, ServerEvent::Error { .. });
-        if is_error && d.ran == 0 && streams.is_empty() {
+        if is_error && d.handlers == 0 && d.streams == 0 {
             if let ServerEvent::Error { peer, error } = &ev {
                 match peer {
                     Some(p) => {
@@ -643,17 +628,6 @@ impl Inner {
                     }
                 }
             }
-        }
-        let mut closed = false;
-        for tx in streams.iter() {
-            if tx.send(ev.clone()).await.is_err() {
-                closed = true;
-            }
-        }
-        if closed {
-            let mut s = lock(&self.streams);
-            let v: Vec<_> = s.iter().filter(|t| !t.is_closed()).cloned().collect();
-            *s = Arc::new(v);
         }
         for p in d.panics {
             let err = ServerError::Handler {

@@ -132,6 +132,15 @@ pub enum ServerError {
         /// What happened.
         reason: String,
     },
+    /// A stream peer sent nothing for `idle_timeout`; its connection was
+    /// closed (half-open or stuck peers).
+    #[error("connection {peer} idle for {after:?}: closed")]
+    Idle {
+        /// The peer.
+        peer: String,
+        /// The configured idle timeout.
+        after: std::time::Duration,
+    },
     /// A UDP emit without a target.
     #[error("UDP emit without a target address")]
     NoTarget,
@@ -169,6 +178,7 @@ impl ServerError {
                 Some(ErrorCode::NotConnected)
             }
             ServerError::NoTarget => Some(ErrorCode::NoTarget),
+            ServerError::Idle { .. } => Some(ErrorCode::MessageTimeout),
             ServerError::Call { source, .. } => source.code(),
             ServerError::Handshake { code, .. } => Some(*code),
             ServerError::Handler { .. } => Some(ErrorCode::Handler),

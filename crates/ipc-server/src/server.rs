@@ -73,6 +73,11 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Do not deliver a client's publication back to itself.
     pub no_local: bool,
+    /// Close a stream connection that sends nothing for this long (default:
+    /// never, as node-ipc). Detects half-open peers (a vanished host, a cut
+    /// network) that would otherwise hold their slot forever; the
+    /// connection ends with an `ERR_IPC_MESSAGE_TIMEOUT` error event.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +98,7 @@ impl Default for ServerConfig {
             handshake: HandshakeMode::Off,
             handshake_timeout: Duration::from_secs(10),
             no_local: false,
+            idle_timeout: None,
         }
     }
 }
@@ -867,14 +873,29 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
     // A refused hello: the peer's further messages reach nobody.
     let mut refused = false;
     loop {
-        let ev = match greeting {
+        let idle = inner
+            .config
+            .idle_timeout
+            .map(|t| tokio::time::Instant::now() + t);
+        let deadline = match (greeting, idle) {
+            (Some(g), Some(i)) => Some(g.min(i)),
+            (g, i) => g.or(i),
+        };
+        let ev = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, reader.next(&cancel)).await {
                 Ok(ev) => ev,
-                Err(_) => {
+                Err(_) if greeting.is_some_and(|g| g <= deadline) => {
                     failure = Some(ServerError::Handshake {
                         peer: socket.label().to_owned(),
                         code: ipc_proto::ErrorCode::HandshakeTimeout,
                         reason: "no ipcx.hello in time".into(),
+                    });
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(ServerError::Idle {
+                        peer: socket.label().to_owned(),
+                        after: inner.config.idle_timeout.unwrap_or_default(),
                     });
                     break;
                 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipc_client::{Client, ClientConfig, ClientEvent, MaxRetries, RetryConfig};
-use ipc_server::{Server, ServerConfig, ServerEvent};
+use ipc_server::{Server, ServerConfig, ServerError, ServerEvent};
 use ipc_transport::Endpoint;
 use tokio::time::timeout;
 
@@ -605,5 +605,59 @@ async fn identify_peer_names_the_socket() {
             break;
         }
     }
+    server.stop().await;
+}
+
+/// idle_timeout: a peer that goes silent (as a half-open one does) is closed
+/// with an error; a peer that keeps talking is not.
+#[tokio::test]
+async fn idle_peers_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = unix_endpoint(&dir, "idle.sock");
+    let server = Server::new(
+        ep.clone(),
+        ServerConfig {
+            idle_timeout: Some(Duration::from_millis(300)),
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
+    let mut sev = server.events();
+    server.start().await.unwrap();
+    let mut silent = tokio::net::UnixStream::connect(dir.path().join("idle.sock"))
+        .await
+        .unwrap();
+    let chatty = Client::connect(ep.clone(), client_config(MaxRetries::Limited(0))).unwrap();
+    timeout(T, chatty.connected()).await.unwrap().unwrap();
+    let chat = {
+        let chatty = chatty.clone();
+        tokio::spawn(async move {
+            for i in 0..20u32 {
+                chatty.emit("tick", &i).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let err = loop {
+        if let ServerEvent::Error { error, .. } = next_server(&mut sev).await {
+            break error;
+        }
+    };
+    assert!(matches!(*err, ServerError::Idle { .. }), "{err}");
+    assert_eq!(err.code(), Some(ipc_proto::ErrorCode::MessageTimeout));
+    // The silent peer sees its connection closed.
+    let mut buf = [0u8; 16];
+    let n = timeout(T, tokio::io::AsyncReadExt::read(&mut silent, &mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0);
+    timeout(T, chat).await.unwrap().unwrap();
+    assert!(
+        chatty.is_connected(),
+        "a peer that keeps talking stays connected"
+    );
+    assert_eq!(server.connections(), 1);
+    chatty.disconnect().await.unwrap();
     server.stop().await;
 }

@@ -19,7 +19,8 @@ use ipc_proto::Message;
 use crate::error::ClientError;
 use crate::event::{ClientEvent, Dispatcher, EventStream};
 use crate::ext::{
-    self, names, CallError, Calls, End, Flow, HandshakeMode, Request, RequestHandlers, Response,
+    self, names, CallError, CallFailure, Calls, End, Flow, HandshakeMode, Request, RequestHandlers,
+    Response,
 };
 use crate::handlers::HandlerId;
 use crate::link::{FrameReader, ReadEvent};
@@ -443,14 +444,18 @@ impl Client {
         if !self.is_connected() {
             return Err(self.call_error(CallError::NotConnected));
         }
-        let call = self.inner.calls.start();
-        let frame = build(call.id()).map_err(|source| ClientError::Encode {
-            endpoint: self.inner.name.clone(),
-            source,
-        })?;
-        self.send_frame(frame).await?;
-        let timeout = (!timeout.is_zero()).then_some(timeout);
-        call.wait(timeout).await.map_err(|e| self.call_error(e))
+        self.inner
+            .calls
+            .call(build, |frame| self.send_frame(frame), timeout)
+            .await
+            .map_err(|e| match e {
+                CallFailure::Encode(source) => ClientError::Encode {
+                    endpoint: self.inner.name.clone(),
+                    source,
+                },
+                CallFailure::Send(e) => e,
+                CallFailure::Call(e) => self.call_error(e),
+            })
     }
 
     /// Sends a request and waits for the answer (SPEC §5.4). `timeout`

@@ -271,6 +271,25 @@ impl Calls {
         }
     }
 
+    /// Registers a call, sends the frame `build` makes for its id through
+    /// `send`, and waits for the answer (`timeout` zero = no timeout).
+    pub async fn call<E, Fut>(
+        self: &Arc<Self>,
+        build: impl FnOnce(&str) -> Result<Bytes, ProtocolError>,
+        send: impl FnOnce(Bytes) -> Fut,
+        timeout: Duration,
+    ) -> Result<Response, CallFailure<E>>
+    where
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        let call = self.start();
+        let frame = build(call.id()).map_err(CallFailure::Encode)?;
+        send(frame).await.map_err(CallFailure::Send)?;
+        call.wait((!timeout.is_zero()).then_some(timeout))
+            .await
+            .map_err(CallFailure::Call)
+    }
+
     /// How many calls are in flight.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -310,6 +329,17 @@ impl Calls {
             let _ = w.send(Err(err.clone()));
         }
     }
+}
+
+/// Why [`Calls::call`] failed.
+#[derive(Debug)]
+pub enum CallFailure<E> {
+    /// The call frame could not be encoded.
+    Encode(ProtocolError),
+    /// The connection did not take the frame.
+    Send(E),
+    /// No (good) answer.
+    Call(CallError),
 }
 
 /// Where a responder writes its answer: a try-send into a connection's

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ipc_client::ext::{self, names, CallError, Calls, Response};
+use ipc_client::ext::{self, names, CallError, CallFailure, Calls, Response};
 use ipc_client::outbox::{Arena, Outbox, SendError};
 use ipc_proto::FrameEncoder;
 use ipc_transport::PeerInfo;
@@ -234,17 +234,23 @@ impl Socket {
         if !self.is_open() {
             return Err(self.call_error(CallError::NotConnected));
         }
-        let call = self.inner.calls.start();
-        let frame =
-            ext::encode_call(&self.inner.encoder, event, call.id(), data).map_err(|source| {
-                ServerError::Encode {
+        let encoder = &self.inner.encoder;
+        self.inner
+            .calls
+            .call(
+                |n| ext::encode_call(encoder, event, n, data),
+                |frame| self.send_frame(frame),
+                timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                CallFailure::Encode(source) => ServerError::Encode {
                     peer: self.inner.label.clone(),
                     source,
-                }
-            })?;
-        self.send_frame(frame).await?;
-        let timeout = (!timeout.is_zero()).then_some(timeout);
-        call.wait(timeout).await.map_err(|e| self.call_error(e))
+                },
+                CallFailure::Send(e) => e,
+                CallFailure::Call(e) => self.call_error(e),
+            })
     }
 
     /// Sends a request to this client and waits for its answer (SPEC §5.4;

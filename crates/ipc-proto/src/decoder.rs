@@ -306,8 +306,9 @@ pub(crate) fn decode_frame(frame: BytesMut, cfg: &CodecConfig) -> Result<Message
             "frame exceeds max_partial_bytes",
         ));
     }
-    let frame = sanitize(frame, cfg)?.freeze();
-    let parts = envelope::parse_bytes(&frame, cfg.max_json_depth)?;
+    let (frame, clean) = sanitize(frame, cfg)?;
+    let frame = frame.freeze();
+    let parts = envelope::parse_bytes(&frame, cfg.max_json_depth, clean)?;
     check_name(parts.event_str(&frame), cfg, false)?;
     Ok(Message::from_parts(frame, parts))
 }

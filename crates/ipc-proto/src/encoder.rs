@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use serde::ser::Impossible;
 use serde::Serialize;
 
 use crate::decoder::{check_name, Shared};
@@ -107,7 +108,7 @@ impl FrameEncoder {
         let start = dst.len();
         dst.reserve(event.len() + 48 + cfg.delimiter.len());
         dst.extend_from_slice(b"{\"type\":");
-        if event.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if !crate::scan::needs_escape(event.as_bytes()) {
             dst.extend_from_slice(b"\"");
             dst.extend_from_slice(event.as_bytes());
             dst.extend_from_slice(b"\"");
@@ -118,6 +119,10 @@ impl FrameEncoder {
         dst.extend_from_slice(b",\"data\":");
         match data {
             None => dst.extend_from_slice(b"{}"),
+            Some(value)
+                if value
+                    .serialize(PlainStr(dst, cfg.legacy_v9_payloads))
+                    .is_ok() => {}
             Some(value) => {
                 let data_start = dst.len();
                 let mut ser = serde_json::Serializer::with_formatter(BytesWriter(dst), JsFormatter);
@@ -136,6 +141,143 @@ impl FrameEncoder {
         }
         dst.extend_from_slice(&cfg.delimiter);
         Ok(())
+    }
+}
+
+/// Writes a value that serializes as a string needing no escape (the
+/// commonest `data` of all) straight into the buffer, without a JSON
+/// serializer; anything else is refused (nothing written) and goes through
+/// `serde_json`. The output is the same either way.
+/// The flag is the v9 legacy rule, under which `""` is sent as `{}`.
+struct PlainStr<'a>(&'a mut BytesMut, bool);
+
+/// Not a plain string: use the JSON serializer.
+#[derive(Debug)]
+struct NotPlain;
+
+impl std::fmt::Display for NotPlain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a plain string")
+    }
+}
+
+impl std::error::Error for NotPlain {}
+
+impl serde::ser::Error for NotPlain {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotPlain
+    }
+}
+
+macro_rules! not_plain {
+    ($($f:ident($($t:ty),*);)*) => {
+        $(fn $f(self, $(_: $t),*) -> Result<(), NotPlain> { Err(NotPlain) })*
+    };
+}
+
+impl serde::Serializer for PlainStr<'_> {
+    type Ok = ();
+    type Error = NotPlain;
+    type SerializeSeq = Impossible<(), NotPlain>;
+    type SerializeTuple = Impossible<(), NotPlain>;
+    type SerializeTupleStruct = Impossible<(), NotPlain>;
+    type SerializeTupleVariant = Impossible<(), NotPlain>;
+    type SerializeMap = Impossible<(), NotPlain>;
+    type SerializeStruct = Impossible<(), NotPlain>;
+    type SerializeStructVariant = Impossible<(), NotPlain>;
+
+    fn serialize_str(self, v: &str) -> Result<(), NotPlain> {
+        if crate::scan::needs_escape(v.as_bytes()) || (self.1 && v.is_empty()) {
+            return Err(NotPlain);
+        }
+        self.0.reserve(v.len() + 2);
+        self.0.extend_from_slice(b"\"");
+        self.0.extend_from_slice(v.as_bytes());
+        self.0.extend_from_slice(b"\"");
+        Ok(())
+    }
+
+    not_plain! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_char(char);
+        serialize_bytes(&[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(&'static str);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), NotPlain> {
+        Err(NotPlain)
+    }
+    // Not delegated: `serde_json`'s `RawValue` is a newtype whose inner
+    // string is JSON text, not a string value.
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, NotPlain> {
+        Err(NotPlain)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotPlain> {
+        Err(NotPlain)
     }
 }
 

@@ -72,7 +72,7 @@ impl EnvelopeParts {
 /// `ERR_IPC_INVALID_EVENT` (`type` missing or not a string). Name *rules*
 /// (length, reserved, unsafe, allow-list) are the decoder's business.
 pub fn parse_envelope(frame: &str, max_depth: usize) -> Result<EnvelopeParts, ProtocolError> {
-    parse_bytes(frame.as_bytes(), max_depth)
+    parse_bytes(frame.as_bytes(), max_depth, false)
 }
 
 /// The fast shape recogniser alone: `Some` only for the exact JS shape with
@@ -90,8 +90,19 @@ pub fn parse_envelope_full(frame: &str, max_depth: usize) -> Result<EnvelopePart
     full_bytes(frame.as_bytes())
 }
 
-/// `frame` must be valid UTF-8.
-pub(crate) fn parse_bytes(frame: &[u8], max_depth: usize) -> Result<EnvelopeParts, ProtocolError> {
+/// `frame` must be valid UTF-8. `clean` says it holds no control byte and
+/// no backslash (see `scan::classify`), which allows the plain-string fast
+/// path.
+pub(crate) fn parse_bytes(
+    frame: &[u8],
+    max_depth: usize,
+    clean: bool,
+) -> Result<EnvelopeParts, ProtocolError> {
+    if clean && max_depth >= 1 {
+        if let Some(parts) = plain_string_bytes(frame) {
+            return Ok(parts);
+        }
+    }
     if frame.len() > max_depth && json_depth_exceeds(frame, max_depth) {
         return Err(depth_error(max_depth));
     }
@@ -111,6 +122,28 @@ fn depth_error(max_depth: usize) -> ProtocolError {
 #[inline]
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The most common frame of all, `{"type":"<name>","data":"<text>"}`, in a
+/// frame with no control byte and no backslash: both strings end at their
+/// next quote, so no JSON parser is needed (depth 1).
+#[inline]
+fn plain_string_bytes(frame: &[u8]) -> Option<EnvelopeParts> {
+    let rest = frame.strip_prefix(PREFIX)?;
+    let name_len = memchr::memchr(b'"', rest)?;
+    let after = rest[name_len + 1..]
+        .strip_prefix(DATA_SEP)?
+        .strip_prefix(b"\"")?;
+    let text_len = memchr::memchr(b'"', after)?;
+    if &after[text_len + 1..] != b"}" {
+        return None;
+    }
+    let name = PREFIX.len()..PREFIX.len() + name_len;
+    let start = name.end + 1 + DATA_SEP.len();
+    Some(EnvelopeParts {
+        event: EventName::Span(name),
+        data: Some(start..start + text_len + 2),
+    })
 }
 
 #[inline]

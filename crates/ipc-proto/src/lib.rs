@@ -54,6 +54,7 @@ pub mod json;
 mod message;
 mod names;
 pub mod raw;
+mod scan;
 pub mod udp;
 
 #[cfg(feature = "codec")]

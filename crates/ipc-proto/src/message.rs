@@ -44,8 +44,9 @@ impl Message {
         config: &CodecConfig,
     ) -> Result<Self, ProtocolError> {
         let frame: Bytes = frame.into();
-        let frame = sanitize(BytesMut::from(&frame[..]), config)?.freeze();
-        let parts = envelope::parse_bytes(&frame, config.max_json_depth)?;
+        let (frame, clean) = sanitize(BytesMut::from(&frame[..]), config)?;
+        let frame = frame.freeze();
+        let parts = envelope::parse_bytes(&frame, config.max_json_depth, clean)?;
         Ok(Message::from_parts(frame, parts))
     }
 
@@ -156,18 +157,21 @@ impl Inbound {
 }
 
 /// Applies the UTF-8 and lone-surrogate rules of SPEC §1.4 to one frame.
+/// Also says whether the frame is free of control bytes and backslashes
+/// (which the envelope parser's plain-string fast path needs).
 pub(crate) fn sanitize(
     mut frame: BytesMut,
     config: &CodecConfig,
-) -> Result<BytesMut, ProtocolError> {
-    if std::str::from_utf8(&frame).is_err() {
+) -> Result<(BytesMut, bool), ProtocolError> {
+    let classes = crate::scan::classify(&frame);
+    if classes.non_ascii && std::str::from_utf8(&frame).is_err() {
         if config.strict_utf8 {
             return Err(ProtocolError::invalid_json("frame is not valid UTF-8"));
         }
         frame = BytesMut::from(String::from_utf8_lossy(&frame).as_bytes());
     }
-    if memchr::memchr(b'\\', &frame).is_some() {
+    if classes.ctrl_or_backslash && memchr::memchr(b'\\', &frame).is_some() {
         envelope::fix_lone_surrogates(&mut frame, config.strict_json)?;
     }
-    Ok(frame)
+    Ok((frame, !classes.ctrl_or_backslash))
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use ipc_proto::envelope::{parse_envelope, parse_envelope_fast, parse_envelope_full};
-use ipc_proto::{to_js_vec, CodecConfig, ErrorCode, FrameDecoder, FrameEncoder, Inbound};
+use ipc_proto::{to_js_vec, CodecConfig, ErrorCode, FrameDecoder, FrameEncoder, Inbound, Message};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -127,6 +127,23 @@ fn arb_perturbed() -> impl Strategy<Value = String> {
         })
 }
 
+/// The plain shape `{"type":"…","data":"…"}` with printable ASCII (quotes,
+/// backslashes and spaces included) in both strings, sometimes perturbed.
+fn arb_plain() -> impl Strategy<Value = String> {
+    (
+        "[ -~]{0,12}",
+        "[ -~]{0,24}",
+        prop::option::of((any::<usize>(), prop::sample::select(TOKENS))),
+    )
+        .prop_map(|(name, data, edit)| {
+            let mut s = format!("{{\"type\":\"{name}\",\"data\":\"{data}\"}}");
+            if let Some((at, tok)) = edit {
+                s.insert_str(at % (s.len() + 1), tok);
+            }
+            s
+        })
+}
+
 fn arb_frame_text() -> impl Strategy<Value = String> {
     prop_oneof![arb_token_text(), arb_perturbed(), any::<String>()]
 }
@@ -213,6 +230,46 @@ proptest! {
             (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
             _ => prop_assert!(false, "combined {:?} vs full {:?}", combined, full),
         }
+    }
+
+    /// A frame decoded as a message (the decoder's path, with its
+    /// plain-string shortcut) gives exactly what the full parse gives.
+    #[test]
+    fn decoded_message_agrees_with_full_parse(
+        text in prop_oneof![arb_plain(), arb_frame_text()],
+    ) {
+        // Lone-surrogate escapes are rewritten before parsing (SPEC §1.4),
+        // which the full parse alone does not do.
+        if text.contains("\\u") {
+            return Ok(());
+        }
+        let cfg = CodecConfig::fast().with_allow_unsafe_names(true);
+        let full = parse_envelope_full(&text, 256);
+        match (Message::from_frame(text.clone().into_bytes(), &cfg), full) {
+            (Ok(m), Ok(p)) => {
+                prop_assert_eq!(m.event(), p.event_str(text.as_bytes()));
+                prop_assert_eq!(m.data_json(), p.data.map(|r| &text.as_bytes()[r]));
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
+            (a, b) => prop_assert!(false, "decoded {:?} vs full {:?}", a, b),
+        }
+    }
+
+    /// A string as `data` (the encoder's plain-string shortcut) is written
+    /// exactly as `JSON.stringify` writes it, under every profile rule.
+    #[test]
+    fn string_data_encodes_like_json_stringify(data in any::<String>(), legacy in any::<bool>()) {
+        let cfg = CodecConfig::fast().with_legacy_v9_payloads(legacy);
+        let enc = FrameEncoder::new(cfg).unwrap();
+        let mut wire = BytesMut::new();
+        enc.encode("e", Some(data.as_str()), &mut wire).unwrap();
+        let json = if legacy && data.is_empty() {
+            "{}".to_owned()
+        } else {
+            String::from_utf8(to_js_vec(&data).unwrap()).unwrap()
+        };
+        let expected = format!("{{\"type\":\"e\",\"data\":{json}}}\x0c");
+        prop_assert_eq!(&wire[..], expected.as_bytes());
     }
 
     /// On valid JSON objects the parser agrees with serde_json's Value.

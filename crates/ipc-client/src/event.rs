@@ -122,6 +122,8 @@ impl<E> futures_core::Stream for EventStream<E> {
 pub struct Dispatcher<E> {
     handlers: crate::handlers::Handlers<E>,
     streams: std::sync::Mutex<Arc<Vec<mpsc::Sender<E>>>>,
+    /// How many streams there are, read without the lock on every event.
+    stream_count: std::sync::atomic::AtomicUsize,
     capacity: usize,
 }
 
@@ -154,6 +156,7 @@ impl<E: Clone> Dispatcher<E> {
         Dispatcher {
             handlers: crate::handlers::Handlers::new(),
             streams: std::sync::Mutex::new(Arc::new(Vec::new())),
+            stream_count: std::sync::atomic::AtomicUsize::new(0),
             capacity,
         }
     }
@@ -174,6 +177,8 @@ impl<E: Clone> Dispatcher<E> {
         let mut s = self.streams.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<_> = s.iter().filter(|t| !t.is_closed()).cloned().collect();
         v.extend(add);
+        self.stream_count
+            .store(v.len(), std::sync::atomic::Ordering::Release);
         *s = Arc::new(v);
     }
 
@@ -204,6 +209,13 @@ impl<E: Clone> Dispatcher<E> {
     /// buffering).
     pub async fn deliver(&self, name: &str, ev: &E) -> Delivered {
         let d = self.handlers.dispatch(name, ev);
+        if self.stream_count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return Delivered {
+                handlers: d.ran,
+                streams: 0,
+                panics: d.panics,
+            };
+        }
         let streams = self.streams();
         let mut closed = false;
         for tx in streams.iter() {

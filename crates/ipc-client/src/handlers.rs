@@ -227,11 +227,11 @@ impl<A> Handlers<A> {
     pub fn dispatch(&self, event: &str, arg: &A) -> Dispatched {
         let (wild, typed) = {
             let mut inner = self.lock();
-            let wild = inner.wild.clone();
+            let wild = (!inner.wild.is_empty()).then(|| inner.wild.clone());
             let typed = inner.typed.get(event).cloned();
             // Once-handlers are removed before they run, so a handler that
             // emits the same event again does not see itself.
-            if wild.iter().any(|e| e.once) {
+            if wild.as_ref().is_some_and(|w| w.iter().any(|e| e.once)) {
                 Arc::make_mut(&mut inner.wild).retain(|e| !e.once);
             }
             if let Some(t) = &typed {
@@ -247,7 +247,7 @@ impl<A> Handlers<A> {
             (wild, typed)
         };
         let mut out = Dispatched::default();
-        for e in wild.iter() {
+        for e in wild.iter().flat_map(|w| w.iter()) {
             out.ran += 1;
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| (e.f)(event, arg))) {
                 out.panics.push(panic_of(event, p));

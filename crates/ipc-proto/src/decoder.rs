@@ -309,8 +309,9 @@ pub(crate) fn decode_frame(frame: BytesMut, cfg: &CodecConfig) -> Result<Message
     let (frame, clean) = sanitize(frame, cfg)?;
     let frame = frame.freeze();
     let parts = envelope::parse_bytes(&frame, cfg.max_json_depth, clean)?;
-    check_name(parts.event_str(&frame), cfg, false)?;
-    Ok(Message::from_parts(frame, parts))
+    let message = Message::from_parts(frame, parts);
+    check_name(message.event(), cfg, false)?;
+    Ok(message)
 }
 
 /// Name rules (SPEC §3.4, §4.1). `outbound` selects the sending rules.

@@ -6,7 +6,9 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 
-use crate::envelope::{self, EnvelopeParts, EventName};
+use smol_str::SmolStr;
+
+use crate::envelope::{self, EnvelopeParts};
 use crate::{CodecConfig, ProtocolError};
 
 /// One decoded framed message, zero-copy.
@@ -23,15 +25,17 @@ use crate::{CodecConfig, ProtocolError};
 #[derive(Clone)]
 pub struct Message {
     frame: Bytes,
-    event: EventName,
+    /// The name, validated once (inline, no allocation, up to 23 bytes).
+    event: SmolStr,
     data: Option<Range<usize>>,
 }
 
 impl Message {
     pub(crate) fn from_parts(frame: Bytes, parts: EnvelopeParts) -> Self {
+        let event = SmolStr::new(parts.event_str(&frame));
         Message {
             frame,
-            event: parts.event,
+            event,
             data: parts.data,
         }
     }
@@ -52,14 +56,7 @@ impl Message {
 
     /// The event name (`type`).
     pub fn event(&self) -> &str {
-        match &self.event {
-            EventName::Span(r) => self
-                .frame
-                .get(r.clone())
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .unwrap_or(""),
-            EventName::Owned(s) => s,
-        }
+        &self.event
     }
 
     /// The raw JSON text of `data`; `None` when the frame had no `data`.

@@ -1,6 +1,7 @@
 //! This project's client and server, used as an application would use them:
-//! a multi-threaded tokio runtime, `emit(..).await` in a plain loop, handlers
-//! for counting and the event stream where an answer must be awaited.
+//! `emit(..).await` in a plain loop, handlers for counting and the event
+//! stream where an answer must be awaited, on the same tokio runtime flavour
+//! as the ceilings for each workload.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,10 +33,19 @@ fn endpoint(addr: &Addr) -> Result<Endpoint, String> {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    // The same runtime flavours as the ceilings (`raw.rs`): one connection
+    // (W1, W2) runs on one thread, fan-out and many connections on the
+    // multi-threaded runtime.
+    let rt = if matches!(args.workload.as_str(), "w1" | "w2") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         match (args.role.as_str(), args.workload.as_str()) {
             ("server", w) => server(args, w).await,
@@ -43,11 +53,11 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
             ("client", "w2") => w2_client(args).await,
             ("client", "w3") => w3_client(args).await,
             (r, w) => Err(format!("no {r} for {w}")),
-        }
-    })?;
-    // Keep the runtime, its connections and tasks alive until stdin ends.
-    std::mem::forget(rt);
-    Ok(())
+        }?;
+        // Keep driving the connections and tasks (a current-thread runtime
+        // runs them only inside `block_on`) until stdin ends the process.
+        std::future::pending::<Result<(), String>>().await
+    })
 }
 
 /// Prints `{"ev":ev,"count":n,"end_us":…}` when `counter` reaches `n`.

@@ -66,6 +66,15 @@ pub struct ClientConfig {
     pub hello: serde_json::Value,
     /// How long a required handshake may take.
     pub handshake_timeout: Duration,
+    /// TCP keepalive for TCP/TLS connections (default `None`: node-ipc sets
+    /// none, and probes are not free on metered or battery-powered links).
+    /// Opt in to detect a server that vanished without closing (a dead host,
+    /// a cut network): the kernel fails the connection after
+    /// [`Keepalive::detection_time`](ipc_transport::Keepalive::detection_time)
+    /// and the client reports it and follows its retry policy.
+    /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
+    /// within about two minutes. When set, it replaces `connect.keepalive`.
+    pub keepalive: Option<ipc_transport::Keepalive>,
 }
 
 impl Default for ClientConfig {
@@ -86,6 +95,7 @@ impl Default for ClientConfig {
             handshake: HandshakeMode::Off,
             hello: serde_json::Value::Null,
             handshake_timeout: Duration::from_secs(10),
+            keepalive: None,
         }
     }
 }
@@ -198,7 +208,8 @@ fn acked_topics(r: &Response) -> Vec<String> {
 impl Client {
     /// Creates a client for `endpoint` without connecting: register handlers
     /// and event streams, then call [`Client::start`].
-    pub fn new(endpoint: Endpoint, config: ClientConfig) -> Result<Client, ClientError> {
+    pub fn new(endpoint: Endpoint, mut config: ClientConfig) -> Result<Client, ClientError> {
+        config.connect.keepalive = config.keepalive.or(config.connect.keepalive);
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         FrameDecoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         let (state, _) = watch::channel(ClientState::Idle);

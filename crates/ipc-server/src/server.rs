@@ -78,6 +78,17 @@ pub struct ServerConfig {
     /// network) that would otherwise hold their slot forever; the
     /// connection ends with an `ERR_IPC_MESSAGE_TIMEOUT` error event.
     pub idle_timeout: Option<Duration>,
+    /// TCP keepalive for accepted TCP/TLS connections (default `None`:
+    /// node-ipc sets none, and probes are not free on metered or
+    /// battery-powered links). Opt in to detect clients that vanished
+    /// without closing even when they are expected to stay silent for long
+    /// (unlike `idle_timeout`, which closes any silent peer): the kernel
+    /// fails the connection after
+    /// [`Keepalive::detection_time`](ipc_transport::Keepalive::detection_time)
+    /// and the server reports and closes it.
+    /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
+    /// within about two minutes. When set, it replaces `listen.keepalive`.
+    pub keepalive: Option<ipc_transport::Keepalive>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +110,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             no_local: false,
             idle_timeout: None,
+            keepalive: None,
         }
     }
 }
@@ -211,7 +223,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Server {
     /// Creates a server for `endpoint` without listening: register handlers
     /// and event streams, then call [`Server::start`].
-    pub fn new(endpoint: Endpoint, config: ServerConfig) -> Result<Server, ServerError> {
+    pub fn new(endpoint: Endpoint, mut config: ServerConfig) -> Result<Server, ServerError> {
+        config.listen.keepalive = config.keepalive.or(config.listen.keepalive);
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ServerError::Config)?;
         FrameDecoder::new(config.codec.clone()).map_err(ServerError::Config)?;
         let (state, _) = watch::channel(ServerState::Idle);

@@ -75,6 +75,15 @@ pub struct ClientConfig {
     /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
     /// within about two minutes. When set, it replaces `connect.keepalive`.
     pub keepalive: Option<ipc_transport::Keepalive>,
+    /// Close an established connection on which nothing has been received
+    /// for this long (default: never, as node-ipc). Detects a server that
+    /// vanished or hangs without closing (half-open connection): the
+    /// connection ends with [`ClientError::Idle`] (`ERR_IPC_MESSAGE_TIMEOUT`)
+    /// and the client follows its retry policy. Queued messages stay queued
+    /// for the next connection. Only complete messages (raw profile: chunks)
+    /// count as traffic; use it with servers that send something (a
+    /// heartbeat, `ipcx.ping`) more often than this.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -96,6 +105,7 @@ impl Default for ClientConfig {
             hello: serde_json::Value::Null,
             handshake_timeout: Duration::from_secs(10),
             keepalive: None,
+            idle_timeout: None,
         }
     }
 }
@@ -815,10 +825,11 @@ async fn run_connection(
     };
     let raw = inner.config.codec.profile == Profile::Raw;
     let mut failure = None;
+    let mut idle = IdleTimer::new(inner.config.idle_timeout);
     loop {
         let ev = match (&inner.sync_gate, inner.config.sync_timeout) {
             (Some(gate), Some(limit)) if !gate.is_ready() => {
-                match tokio::time::timeout(limit, reader.next(&conn)).await {
+                match tokio::time::timeout(limit, idle.read(&mut reader, &conn)).await {
                     Ok(ev) => ev,
                     Err(_) => {
                         gate.release();
@@ -831,10 +842,18 @@ async fn run_connection(
                     }
                 }
             }
-            _ => reader.next(&conn).await,
+            _ => idle.read(&mut reader, &conn).await,
+        };
+        let Some(ev) = ev else {
+            failure = Some(ClientError::Idle {
+                endpoint: inner.name.clone(),
+                after: inner.config.idle_timeout.unwrap_or_default(),
+            });
+            break;
         };
         match ev {
             ReadEvent::Item(item) => {
+                idle.received();
                 if let Some(g) = &inner.sync_gate {
                     g.release();
                 }
@@ -873,6 +892,43 @@ async fn run_connection(
         _ => {}
     }
     failure
+}
+
+/// The client's `idle_timeout` on one connection: a deadline moved forward
+/// by every received item. Without a timeout it costs nothing: reads are
+/// awaited as they are.
+struct IdleTimer {
+    limit: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl IdleTimer {
+    fn new(limit: Option<Duration>) -> Self {
+        IdleTimer {
+            limit,
+            deadline: limit.map(|t| tokio::time::Instant::now() + t),
+        }
+    }
+
+    /// Something arrived: the peer is alive.
+    fn received(&mut self) {
+        if let Some(t) = self.limit {
+            self.deadline = Some(tokio::time::Instant::now() + t);
+        }
+    }
+
+    /// The next read event, or `None` when the deadline passed first.
+    /// Cancel-safe, as [`FrameReader::next`].
+    async fn read<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        reader: &mut FrameReader<R>,
+        conn: &CancellationToken,
+    ) -> Option<ReadEvent> {
+        match self.deadline {
+            Some(d) => tokio::time::timeout_at(d, reader.next(conn)).await.ok(),
+            None => Some(reader.next(conn).await),
+        }
+    }
 }
 
 /// Classifies a transport failure of an established connection.

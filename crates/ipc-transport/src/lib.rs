@@ -48,6 +48,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod assured;
 mod endpoint;
 mod error;
 mod keepalive;

@@ -218,8 +218,14 @@ fn acked_topics(r: &Response) -> Vec<String> {
 impl Client {
     /// Creates a client for `endpoint` without connecting: register handlers
     /// and event streams, then call [`Client::start`].
+    ///
+    /// With the assured profile, a transport that cannot authenticate both
+    /// sides is refused here (`ERR_IPC_ASSURED_TRANSPORT`,
+    /// `ERR_IPC_ASSURED_TLS`; see `ipc_transport::assured`); a Unix socket's
+    /// directory is checked before every connection attempt.
     pub fn new(endpoint: Endpoint, mut config: ClientConfig) -> Result<Client, ClientError> {
         config.connect.keepalive = config.keepalive.or(config.connect.keepalive);
+        crate::gates::check_new(&endpoint, &config)?;
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         FrameDecoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         let (state, _) = watch::channel(ClientState::Idle);
@@ -691,7 +697,7 @@ async fn supervise(inner: Arc<Inner>) {
         let attempt = tokio::select! {
             biased;
             _ = inner.explicit.cancelled() => break,
-            r = ipc_transport::connect(&inner.endpoint, &inner.config.connect) => r,
+            r = crate::gates::connect(&inner.endpoint, &inner.config.connect, inner.config.codec.profile) => r,
         };
         let violation = match attempt {
             Ok(stream) => {

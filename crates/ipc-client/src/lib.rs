@@ -28,6 +28,7 @@
 mod client;
 mod error;
 mod event;
+mod gates;
 pub mod ext;
 pub mod handlers;
 pub mod link;

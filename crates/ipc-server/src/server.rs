@@ -331,12 +331,18 @@ impl Server {
 
     /// Binds and starts serving; returns the endpoint listened on. Emits
     /// `start`.
+    ///
+    /// With the assured profile, refuses before binding anything a
+    /// transport that cannot authenticate clients
+    /// (`ERR_IPC_ASSURED_TRANSPORT`, `ERR_IPC_ASSURED_TLS`; see
+    /// `ipc_transport::assured`).
     pub async fn start(&self) -> Result<Endpoint, ServerError> {
         if self.state() == ServerState::Running {
             return self.local_endpoint().ok_or(ServerError::NotRunning {
                 endpoint: self.inner.name.clone(),
             });
         }
+        crate::gates::check_start(&self.inner.endpoint, &self.inner.name, &self.inner.config)?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let local = match &self.inner.endpoint {

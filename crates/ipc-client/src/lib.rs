@@ -28,8 +28,8 @@
 mod client;
 mod error;
 mod event;
-mod gates;
 pub mod ext;
+mod gates;
 pub mod handlers;
 pub mod link;
 pub mod outbox;

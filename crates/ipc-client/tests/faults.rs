@@ -424,7 +424,11 @@ async fn read_messages(srv: &mut UnixStream, n: usize) -> Vec<(String, serde_jso
             break;
         }
         let got = timeout(T, srv.read_buf(&mut buf)).await.unwrap().unwrap();
-        assert!(got > 0, "connection closed after {} of {n} messages", out.len());
+        assert!(
+            got > 0,
+            "connection closed after {} of {n} messages",
+            out.len()
+        );
     }
     out
 }
@@ -480,7 +484,10 @@ async fn silent_server_idle_timeout_reconnects_and_keeps_messages() {
     assert_eq!((endpoint.as_str(), *after), (name.as_str(), IDLE));
     // The client closed the idle connection.
     let mut rest = Vec::new();
-    let n = timeout(T, first.read_to_end(&mut rest)).await.unwrap().unwrap();
+    let n = timeout(T, first.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 0, "nothing more on the idle connection");
     // Messages emitted now (disconnected or already reconnecting) are kept
     // and written on the next connection.
@@ -503,7 +510,10 @@ async fn silent_server_idle_timeout_reconnects_and_keeps_messages() {
     })
     .await;
     let _third = accept(&l).await;
-    assert!(client.destroy().await.is_ok(), "nothing was left undelivered");
+    assert!(
+        client.destroy().await.is_ok(),
+        "nothing was left undelivered"
+    );
 }
 
 /// A server that keeps talking (one message per 100 ms, for three times
@@ -533,9 +543,11 @@ async fn talking_server_is_not_idle() {
         }
         srv
     });
-    let (_, seen) = wait_client(&mut cev, "the last tick", |e| {
-        matches!(e, ClientEvent::Message(m) if m.event() == "tick" && m.data_value() == 9)
-    })
+    let (_, seen) = wait_client(
+        &mut cev,
+        "the last tick",
+        |e| matches!(e, ClientEvent::Message(m) if m.event() == "tick" && m.data_value() == 9),
+    )
     .await;
     assert!(
         !seen.iter().any(|e| e.error().is_some()),

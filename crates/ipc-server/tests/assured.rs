@@ -137,7 +137,12 @@ async fn unix_server_needs_a_direct_child_of_a_secure_root() {
     let explicit = dir.path().join("explicit.sock");
     let ep = |p: &Path| format!("unix:{}", p.display());
 
-    refused_start(&ep(&explicit), ListenOptions::default(), ErrorCode::AssuredTransport).await;
+    refused_start(
+        &ep(&explicit),
+        ListenOptions::default(),
+        ErrorCode::AssuredTransport,
+    )
+    .await;
     assert!(!explicit.exists(), "no socket file was created");
 
     let in_root = |secure: bool| ListenOptions {
@@ -435,15 +440,29 @@ mod tls {
                 .client_cert_files(&p.client.cert, &p.client.key)
         };
         let cases: Vec<(&str, Option<TlsClientConfig>, &str)> = vec![
-            ("no TLS client configuration", None, "no TLS client configuration"),
+            (
+                "no TLS client configuration",
+                None,
+                "no TLS client configuration",
+            ),
             (
                 "no client certificate",
-                Some(TlsClientConfig::builder().root_file(&p.ca.cert).build().unwrap()),
+                Some(
+                    TlsClientConfig::builder()
+                        .root_file(&p.ca.cert)
+                        .build()
+                        .unwrap(),
+                ),
                 "no client certificate",
             ),
             (
                 "verification off",
-                Some(with_cert().danger_accept_invalid_certs(true).build().unwrap()),
+                Some(
+                    with_cert()
+                        .danger_accept_invalid_certs(true)
+                        .build()
+                        .unwrap(),
+                ),
                 "verification is off",
             ),
             (

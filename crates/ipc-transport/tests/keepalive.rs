@@ -41,10 +41,17 @@ fn assert_keepalive(stream: &Stream, expected: Option<Keepalive>, side: &str) {
     let sock = socket2::SockRef::from(tcp_of(stream));
     let on = sock.keepalive().unwrap();
     match expected {
-        None => assert!(!on, "{side}: SO_KEEPALIVE must stay off when not configured"),
+        None => assert!(
+            !on,
+            "{side}: SO_KEEPALIVE must stay off when not configured"
+        ),
         Some(k) => {
             assert!(on, "{side}: SO_KEEPALIVE");
-            assert_eq!(sock.tcp_keepalive_time().unwrap(), k.time, "{side}: TCP_KEEPIDLE");
+            assert_eq!(
+                sock.tcp_keepalive_time().unwrap(),
+                k.time,
+                "{side}: TCP_KEEPIDLE"
+            );
             assert_eq!(
                 sock.tcp_keepalive_interval().unwrap(),
                 k.interval,
@@ -66,10 +73,8 @@ async fn pair(
 ) -> (Stream, Stream) {
     let listener = within(Listener::bind(&endpoint, &listen)).await.unwrap();
     let ep = listener.local_endpoint();
-    let (client, accepted) = within(async {
-        tokio::join!(connect(&ep, &connect_opts), listener.accept())
-    })
-    .await;
+    let (client, accepted) =
+        within(async { tokio::join!(connect(&ep, &connect_opts), listener.accept()) }).await;
     (client.unwrap(), accepted.unwrap().0)
 }
 

@@ -20,6 +20,18 @@
 //! TLS configurations wrapped with `from_rustls` cannot be inspected and
 //! are refused (`ERR_IPC_ASSURED_TLS`); build them with the typed builders
 //! or from node-ipc options instead.
+//!
+//! ```
+//! use ipc_transport::{assured, ErrorCode, ListenOptions, LocalPaths};
+//!
+//! let tcp = "tcp://127.0.0.1:8000".parse().unwrap();
+//! let err = assured::check_listen(&tcp, &ListenOptions::default()).unwrap_err();
+//! assert_eq!(err.code(), Some(ErrorCode::AssuredTransport));
+//!
+//! // node-ipc's layout: `socketRoot` + `appspace` + `id`, secure root on.
+//! let paths = LocalPaths::default();
+//! assert!(assured::check_listen(&paths.endpoint_for("world"), &paths.listen_options()).is_ok());
+//! ```
 
 #[cfg(all(unix, feature = "unix"))]
 use std::path::Path;

@@ -24,6 +24,20 @@ use std::time::Duration;
 /// ignore `interval`. Sub-second values are rounded down to whole seconds
 /// by most kernels.
 ///
+/// ```
+/// use std::time::Duration;
+/// use ipc_transport::{ConnectOptions, Keepalive};
+///
+/// let opts = ConnectOptions {
+///     keepalive: Some(Keepalive {
+///         time: Duration::from_secs(30),
+///         ..Keepalive::default()
+///     }),
+///     ..ConnectOptions::default()
+/// };
+/// assert_eq!(opts.keepalive.unwrap().detection_time(), Duration::from_secs(90));
+/// ```
+///
 /// [`ListenOptions::keepalive`]: crate::ListenOptions::keepalive
 /// [`ConnectOptions::keepalive`]: crate::ConnectOptions::keepalive
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -474,6 +474,17 @@ impl Listener {
         }
     }
 
+    /// Sets TCP keepalive for the connections accepted from now on (e.g. on
+    /// a listener from [`Listener::from_std_tcp`], which has none).
+    pub fn set_keepalive(&mut self, keepalive: Option<crate::Keepalive>) {
+        self.keepalive = keepalive;
+    }
+
+    /// The TCP keepalive applied to accepted connections, if any.
+    pub fn keepalive(&self) -> Option<crate::Keepalive> {
+        self.keepalive
+    }
+
     /// The bound socket address of a TCP/TLS listener.
     #[cfg(feature = "tcp")]
     pub fn local_addr(&self) -> Option<SocketAddr> {

@@ -167,3 +167,19 @@ async fn tls_keepalive_is_set_on_accepted_and_connected_sockets() {
     assert_keepalive(&accepted, Some(SERVER_KA), "accepted TLS");
     assert_keepalive(&client, Some(CLIENT_KA), "connected TLS");
 }
+
+/// A listener bound elsewhere gets keepalive through `set_keepalive`.
+#[tokio::test]
+async fn keepalive_on_a_listener_from_std() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut listener = Listener::from_std_tcp(std_listener).unwrap();
+    assert_eq!(listener.keepalive(), None);
+    listener.set_keepalive(Some(SERVER_KA));
+    let ep = listener.local_endpoint();
+    let opts = ConnectOptions::default();
+    let (client, accepted) =
+        within(async { tokio::join!(connect(&ep, &opts), listener.accept()) }).await;
+    let (client, accepted) = (client.unwrap(), accepted.unwrap().0);
+    assert_keepalive(&accepted, Some(SERVER_KA), "accepted");
+    assert_keepalive(&client, None, "connected");
+}

@@ -87,7 +87,9 @@ pub struct ServerConfig {
     /// [`Keepalive::detection_time`](ipc_transport::Keepalive::detection_time)
     /// and the server reports and closes it.
     /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
-    /// within about two minutes. When set, it replaces `listen.keepalive`.
+    /// within about two minutes. When set, it replaces `listen.keepalive`;
+    /// it also applies to a listener given to [`Server::from_listener`]
+    /// that has no keepalive of its own.
     pub keepalive: Option<ipc_transport::Keepalive>,
 }
 
@@ -363,6 +365,10 @@ impl Server {
             _ => {
                 let prebound = lock(&self.inner.prebound).take();
                 let listener = match prebound {
+                    Some(mut l) if l.keepalive().is_none() => {
+                        l.set_keepalive(self.inner.config.listen.keepalive);
+                        l
+                    }
                     Some(l) => l,
                     None => Listener::bind(&self.inner.endpoint, &self.inner.config.listen)
                         .await

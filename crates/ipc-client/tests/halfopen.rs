@@ -5,8 +5,8 @@
 //! rule silently drops every packet to 127.0.0.1, so the server's host
 //! looks powered off. Without root, `unshare` (util-linux) or `ip`
 //! (iproute2) it prints `skipped: <reason>` and passes, unless
-//! `NIPC_REQUIRE_NETNS=1` is set (CI), in which case a missing precondition
-//! fails the test.
+//! `CI=true` or `NIPC_REQUIRE_NETNS=1` is set, in which case a missing
+//! precondition fails the test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,6 +52,13 @@ fn missing_precondition() -> Option<String> {
     None
 }
 
+/// Under CI (`CI=true`, as `cargo xtask test` uses) or with
+/// `NIPC_REQUIRE_NETNS=1` a missing precondition fails instead of skipping.
+fn required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("NIPC_REQUIRE_NETNS").is_ok_and(|v| v == "1")
+}
+
 #[tokio::test]
 async fn keepalive_detects_a_vanished_server_and_the_client_retries() {
     if std::env::var_os(CHILD).is_some() {
@@ -59,8 +66,8 @@ async fn keepalive_detects_a_vanished_server_and_the_client_retries() {
         return;
     }
     if let Some(reason) = missing_precondition() {
-        if std::env::var_os("NIPC_REQUIRE_NETNS").is_some_and(|v| v == "1") {
-            panic!("NIPC_REQUIRE_NETNS=1 but the half-open test cannot run: {reason}");
+        if required() {
+            panic!("CI=true or NIPC_REQUIRE_NETNS=1, but the half-open test cannot run: {reason}");
         }
         println!("skipped: {reason}");
         return;

@@ -50,10 +50,10 @@ fn missing_precondition() -> Option<String> {
     None
 }
 
-/// Under CI (`CI=true`, as `cargo xtask test` uses) or with
+/// Under CI (`CI=true` or `CI=1`, as `cargo xtask test` reads it) or with
 /// `NIPC_REQUIRE_NETNS=1` a missing precondition fails instead of skipping.
 fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
         || std::env::var("NIPC_REQUIRE_NETNS").is_ok_and(|v| v == "1")
 }
 

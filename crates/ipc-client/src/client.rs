@@ -66,6 +66,24 @@ pub struct ClientConfig {
     pub hello: serde_json::Value,
     /// How long a required handshake may take.
     pub handshake_timeout: Duration,
+    /// TCP keepalive for TCP/TLS connections (default `None`: node-ipc sets
+    /// none, and probes are not free on metered or battery-powered links).
+    /// Opt in to detect a server that vanished without closing (a dead host,
+    /// a cut network): the kernel fails the connection after
+    /// [`Keepalive::detection_time`](ipc_transport::Keepalive::detection_time)
+    /// and the client reports it and follows its retry policy.
+    /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
+    /// within about two minutes. When set, it replaces `connect.keepalive`.
+    pub keepalive: Option<ipc_transport::Keepalive>,
+    /// Close an established connection on which nothing has been received
+    /// for this long (default: never, as node-ipc). Detects a server that
+    /// vanished or hangs without closing (half-open connection): the
+    /// connection ends with [`ClientError::Idle`] (`ERR_IPC_MESSAGE_TIMEOUT`)
+    /// and the client follows its retry policy. Queued messages stay queued
+    /// for the next connection. Only complete messages (raw profile: chunks)
+    /// count as traffic; use it with servers that send something (a
+    /// heartbeat, `ipcx.ping`) more often than this.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -86,6 +104,8 @@ impl Default for ClientConfig {
             handshake: HandshakeMode::Off,
             hello: serde_json::Value::Null,
             handshake_timeout: Duration::from_secs(10),
+            keepalive: None,
+            idle_timeout: None,
         }
     }
 }
@@ -198,7 +218,14 @@ fn acked_topics(r: &Response) -> Vec<String> {
 impl Client {
     /// Creates a client for `endpoint` without connecting: register handlers
     /// and event streams, then call [`Client::start`].
-    pub fn new(endpoint: Endpoint, config: ClientConfig) -> Result<Client, ClientError> {
+    ///
+    /// With the assured profile, a transport that cannot authenticate both
+    /// sides is refused here (`ERR_IPC_ASSURED_TRANSPORT`,
+    /// `ERR_IPC_ASSURED_TLS`; see `ipc_transport::assured`); a Unix socket's
+    /// directory is checked before every connection attempt.
+    pub fn new(endpoint: Endpoint, mut config: ClientConfig) -> Result<Client, ClientError> {
+        config.connect.keepalive = config.keepalive.or(config.connect.keepalive);
+        crate::gates::check_new(&endpoint, &config)?;
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         FrameDecoder::new(config.codec.clone()).map_err(ClientError::Config)?;
         let (state, _) = watch::channel(ClientState::Idle);
@@ -670,7 +697,7 @@ async fn supervise(inner: Arc<Inner>) {
         let attempt = tokio::select! {
             biased;
             _ = inner.explicit.cancelled() => break,
-            r = ipc_transport::connect(&inner.endpoint, &inner.config.connect) => r,
+            r = crate::gates::connect(&inner.endpoint, &inner.config.connect, inner.config.codec.profile) => r,
         };
         let violation = match attempt {
             Ok(stream) => {
@@ -804,10 +831,11 @@ async fn run_connection(
     };
     let raw = inner.config.codec.profile == Profile::Raw;
     let mut failure = None;
+    let mut idle = IdleTimer::new(inner.config.idle_timeout);
     loop {
         let ev = match (&inner.sync_gate, inner.config.sync_timeout) {
             (Some(gate), Some(limit)) if !gate.is_ready() => {
-                match tokio::time::timeout(limit, reader.next(&conn)).await {
+                match tokio::time::timeout(limit, idle.read(&mut reader, &conn)).await {
                     Ok(ev) => ev,
                     Err(_) => {
                         gate.release();
@@ -820,10 +848,18 @@ async fn run_connection(
                     }
                 }
             }
-            _ => reader.next(&conn).await,
+            _ => idle.read(&mut reader, &conn).await,
+        };
+        let Some(ev) = ev else {
+            failure = Some(ClientError::Idle {
+                endpoint: inner.name.clone(),
+                after: inner.config.idle_timeout.unwrap_or_default(),
+            });
+            break;
         };
         match ev {
             ReadEvent::Item(item) => {
+                idle.received();
                 if let Some(g) = &inner.sync_gate {
                     g.release();
                 }
@@ -862,6 +898,43 @@ async fn run_connection(
         _ => {}
     }
     failure
+}
+
+/// The client's `idle_timeout` on one connection: a deadline moved forward
+/// by every received item. Without a timeout it costs nothing: reads are
+/// awaited as they are.
+struct IdleTimer {
+    limit: Option<Duration>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl IdleTimer {
+    fn new(limit: Option<Duration>) -> Self {
+        IdleTimer {
+            limit,
+            deadline: limit.map(|t| tokio::time::Instant::now() + t),
+        }
+    }
+
+    /// Something arrived: the peer is alive.
+    fn received(&mut self) {
+        if let Some(t) = self.limit {
+            self.deadline = Some(tokio::time::Instant::now() + t);
+        }
+    }
+
+    /// The next read event, or `None` when the deadline passed first.
+    /// Cancel-safe, as [`FrameReader::next`].
+    async fn read<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        reader: &mut FrameReader<R>,
+        conn: &CancellationToken,
+    ) -> Option<ReadEvent> {
+        match self.deadline {
+            Some(d) => tokio::time::timeout_at(d, reader.next(conn)).await.ok(),
+            None => Some(reader.next(conn).await),
+        }
+    }
 }
 
 /// Classifies a transport failure of an established connection.

@@ -92,6 +92,16 @@ pub enum ClientError {
         /// The endpoint.
         endpoint: String,
     },
+    /// Nothing was received on the connection for `idle_timeout`; it was
+    /// closed and the client follows its retry policy (half-open or hung
+    /// server).
+    #[error("connection to {endpoint} idle for {after:?}: closed")]
+    Idle {
+        /// The endpoint.
+        endpoint: String,
+        /// The configured idle timeout.
+        after: std::time::Duration,
+    },
     /// A user handler panicked.
     #[error("handler for `{event}` panicked: {message}")]
     Handler {
@@ -144,6 +154,7 @@ impl ClientError {
             ClientError::Destroyed { .. } => Some(ErrorCode::Destroyed),
             ClientError::Undelivered { .. } => Some(ErrorCode::NotConnected),
             ClientError::SyncTimeout { .. } => Some(ErrorCode::SyncTimeout),
+            ClientError::Idle { .. } => Some(ErrorCode::MessageTimeout),
             ClientError::Handler { .. } => Some(ErrorCode::Handler),
         }
     }
@@ -154,7 +165,7 @@ impl ClientError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Connect { source, .. } => source.is_retryable(),
-            ClientError::Io { .. } => true,
+            ClientError::Io { .. } | ClientError::Idle { .. } => true,
             ClientError::Handshake { code, .. } => *code == ErrorCode::HandshakeTimeout,
             _ => false,
         }

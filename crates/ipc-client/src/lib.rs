@@ -29,6 +29,7 @@ mod client;
 mod error;
 mod event;
 pub mod ext;
+mod gates;
 pub mod handlers;
 pub mod link;
 pub mod outbox;

@@ -407,3 +407,159 @@ async fn slowloris_server_partial_frame_times_out() {
     ));
     assert_eq!(messages.load(Ordering::SeqCst), 0);
 }
+
+/// Reads frames from a raw server-side stream until `n` messages arrived;
+/// returns their (event, data) pairs in order.
+async fn read_messages(srv: &mut UnixStream, n: usize) -> Vec<(String, serde_json::Value)> {
+    let mut dec = FrameDecoder::new(CodecConfig::fast()).unwrap();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(Inbound::Message(m)) =
+            dec.decode(&mut buf, std::time::Instant::now()).unwrap()
+        {
+            out.push((m.event().to_owned(), m.data_value()));
+        }
+        if out.len() >= n {
+            break;
+        }
+        let got = timeout(T, srv.read_buf(&mut buf)).await.unwrap().unwrap();
+        assert!(
+            got > 0,
+            "connection closed after {} of {n} messages",
+            out.len()
+        );
+    }
+    out
+}
+
+/// A server that accepts and never writes (a hung or vanished peer behind a
+/// connection that looks open): with `idle_timeout` the client reports
+/// `ClientError::Idle` (`ERR_IPC_MESSAGE_TIMEOUT`, naming the endpoint),
+/// closes the connection, reconnects (a second accept happens), and the
+/// messages emitted in between are delivered on the new connection, in
+/// order.
+#[tokio::test]
+async fn silent_server_idle_timeout_reconnects_and_keeps_messages() {
+    const IDLE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let (l, ep) = listener(&dir, "silent.sock");
+    let name = ep.to_string();
+    let client = Client::new(
+        ep,
+        ClientConfig {
+            idle_timeout: Some(IDLE),
+            ..config(CodecConfig::fast(), MaxRetries::Unlimited)
+        },
+    )
+    .unwrap();
+    let mut cev = client.events();
+    client.start();
+    let mut first = accept(&l).await;
+    client.connected().await.unwrap();
+    let connected_at = tokio::time::Instant::now();
+    client.emit("before", &0).await.unwrap();
+    // The silent peer reads (it just never answers).
+    assert_eq!(read_messages(&mut first, 1).await[0].0, "before");
+    let (ev, seen) = wait_client(&mut cev, "the idle error", |e| {
+        matches!(e.error(), Some(ClientError::Idle { .. }))
+    })
+    .await;
+    assert!(
+        connected_at.elapsed() >= IDLE,
+        "idle reported after {:?}",
+        connected_at.elapsed()
+    );
+    assert!(
+        !seen.iter().any(|e| e.error().is_some()),
+        "no other error first: {seen:?}"
+    );
+    let err = ev.error().unwrap();
+    assert_eq!(err.code(), Some(ErrorCode::MessageTimeout));
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains(&name), "{err}");
+    let Some(ClientError::Idle { endpoint, after }) = ev.error() else {
+        unreachable!()
+    };
+    assert_eq!((endpoint.as_str(), *after), (name.as_str(), IDLE));
+    // The client closed the idle connection.
+    let mut rest = Vec::new();
+    let n = timeout(T, first.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "nothing more on the idle connection");
+    // Messages emitted now (disconnected or already reconnecting) are kept
+    // and written on the next connection.
+    for i in 0..5 {
+        client.emit("between", &i).await.unwrap();
+    }
+    let mut second = accept(&l).await;
+    let got = read_messages(&mut second, 5).await;
+    let want: Vec<_> = (0..5)
+        .map(|i| ("between".to_owned(), serde_json::json!(i)))
+        .collect();
+    assert_eq!(got, want);
+    wait_client(&mut cev, "the reconnect", |e| {
+        matches!(e, ClientEvent::Connect)
+    })
+    .await;
+    // Still silent: the second connection times out the same way.
+    wait_client(&mut cev, "the second idle error", |e| {
+        matches!(e.error(), Some(ClientError::Idle { .. }))
+    })
+    .await;
+    let _third = accept(&l).await;
+    assert!(
+        client.destroy().await.is_ok(),
+        "nothing was left undelivered"
+    );
+}
+
+/// A server that keeps talking (one message per 100 ms, for three times
+/// the idle timeout) is never reported idle: every received message moves
+/// the deadline.
+#[tokio::test]
+async fn talking_server_is_not_idle() {
+    const IDLE: Duration = Duration::from_millis(300);
+    let dir = tempfile::tempdir().unwrap();
+    let (l, ep) = listener(&dir, "talker.sock");
+    let client = Client::new(
+        ep,
+        ClientConfig {
+            idle_timeout: Some(IDLE),
+            ..config(CodecConfig::fast(), MaxRetries::Unlimited)
+        },
+    )
+    .unwrap();
+    let mut cev = client.events();
+    client.start();
+    let mut srv = accept(&l).await;
+    let talker = tokio::spawn(async move {
+        for i in 0..10 {
+            let frame = format!("{{\"type\":\"tick\",\"data\":{i}}}\x0c");
+            srv.write_all(frame.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        srv
+    });
+    let (_, seen) = wait_client(
+        &mut cev,
+        "the last tick",
+        |e| matches!(e, ClientEvent::Message(m) if m.event() == "tick" && m.data_value() == 9),
+    )
+    .await;
+    assert!(
+        !seen.iter().any(|e| e.error().is_some()),
+        "no error while the server talks: {seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, ClientEvent::Connect))
+            .count(),
+        1,
+        "one connection only"
+    );
+    let _srv = talker.await.unwrap();
+    client.destroy().await.ok();
+}

@@ -33,6 +33,7 @@
 mod authorize;
 mod error;
 mod event;
+mod gates;
 mod server;
 mod socket;
 

@@ -78,6 +78,19 @@ pub struct ServerConfig {
     /// network) that would otherwise hold their slot forever; the
     /// connection ends with an `ERR_IPC_MESSAGE_TIMEOUT` error event.
     pub idle_timeout: Option<Duration>,
+    /// TCP keepalive for accepted TCP/TLS connections (default `None`:
+    /// node-ipc sets none, and probes are not free on metered or
+    /// battery-powered links). Opt in to detect clients that vanished
+    /// without closing even when they are expected to stay silent for long
+    /// (unlike `idle_timeout`, which closes any silent peer): the kernel
+    /// fails the connection after
+    /// [`Keepalive::detection_time`](ipc_transport::Keepalive::detection_time)
+    /// and the server reports and closes it.
+    /// [`Keepalive::default`](ipc_transport::Keepalive::default) detects it
+    /// within about two minutes. When set, it replaces `listen.keepalive`;
+    /// it also applies to a listener given to [`Server::from_listener`]
+    /// that has no keepalive of its own.
+    pub keepalive: Option<ipc_transport::Keepalive>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +112,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             no_local: false,
             idle_timeout: None,
+            keepalive: None,
         }
     }
 }
@@ -211,7 +225,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Server {
     /// Creates a server for `endpoint` without listening: register handlers
     /// and event streams, then call [`Server::start`].
-    pub fn new(endpoint: Endpoint, config: ServerConfig) -> Result<Server, ServerError> {
+    pub fn new(endpoint: Endpoint, mut config: ServerConfig) -> Result<Server, ServerError> {
+        config.listen.keepalive = config.keepalive.or(config.listen.keepalive);
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ServerError::Config)?;
         FrameDecoder::new(config.codec.clone()).map_err(ServerError::Config)?;
         let (state, _) = watch::channel(ServerState::Idle);
@@ -318,12 +333,18 @@ impl Server {
 
     /// Binds and starts serving; returns the endpoint listened on. Emits
     /// `start`.
+    ///
+    /// With the assured profile, refuses before binding anything a
+    /// transport that cannot authenticate clients
+    /// (`ERR_IPC_ASSURED_TRANSPORT`, `ERR_IPC_ASSURED_TLS`; see
+    /// `ipc_transport::assured`).
     pub async fn start(&self) -> Result<Endpoint, ServerError> {
         if self.state() == ServerState::Running {
             return self.local_endpoint().ok_or(ServerError::NotRunning {
                 endpoint: self.inner.name.clone(),
             });
         }
+        crate::gates::check_start(&self.inner.endpoint, &self.inner.name, &self.inner.config)?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let local = match &self.inner.endpoint {
@@ -344,6 +365,10 @@ impl Server {
             _ => {
                 let prebound = lock(&self.inner.prebound).take();
                 let listener = match prebound {
+                    Some(mut l) if l.keepalive().is_none() => {
+                        l.set_keepalive(self.inner.config.listen.keepalive);
+                        l
+                    }
                     Some(l) => l,
                     None => Listener::bind(&self.inner.endpoint, &self.inner.config.listen)
                         .await

@@ -158,6 +158,24 @@ pub enum TransportError {
         /// The limit for the socket's family.
         max: usize,
     },
+    /// The assured profile refuses this transport or socket location
+    /// (`ERR_IPC_ASSURED_TRANSPORT`; see [`crate::assured`]).
+    #[error("assured profile refuses {endpoint}: {reason}")]
+    AssuredTransport {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The assured profile needs verified mutual TLS and this configuration
+    /// does not provide it (`ERR_IPC_ASSURED_TLS`; see [`crate::assured`]).
+    #[error("assured profile refuses TLS on {endpoint}: {reason}")]
+    AssuredTls {
+        /// The endpoint.
+        endpoint: String,
+        /// What is missing.
+        reason: String,
+    },
     /// Any other I/O failure on an endpoint or peer.
     #[error("{context}: {source}")]
     Io {
@@ -182,6 +200,8 @@ impl TransportError {
             Self::SocketRoot { .. } => Some(ErrorCode::SocketRoot),
             Self::TlsConfiguration { .. } => Some(ErrorCode::TlsConfiguration),
             Self::DatagramTooLarge { .. } => Some(ErrorCode::DatagramTooLarge),
+            Self::AssuredTransport { .. } => Some(ErrorCode::AssuredTransport),
+            Self::AssuredTls { .. } => Some(ErrorCode::AssuredTls),
             Self::Bind { .. }
             | Self::Connect { .. }
             | Self::Resolve { .. }

@@ -48,8 +48,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod assured;
 mod endpoint;
 mod error;
+mod keepalive;
 mod listener;
 mod stream;
 
@@ -66,6 +68,7 @@ pub mod unix;
 
 pub use endpoint::{pipe_name, sanitize_user, Endpoint, LocalPaths, UdpFamily, PIPE_PREFIX};
 pub use error::TransportError;
+pub use keepalive::Keepalive;
 pub use listener::{
     connect, AddressFamily, ConnectOptions, Incoming, ListenOptions, Listener, UnlinkMode,
 };

@@ -78,6 +78,10 @@ pub struct ListenOptions {
     pub tls_handshake_timeout: Option<Duration>,
     /// Set `TCP_NODELAY` on accepted TCP/TLS connections (default true).
     pub tcp_nodelay: bool,
+    /// TCP keepalive on every accepted TCP/TLS connection (default none, as
+    /// node-ipc): detects peers that vanished without closing. See
+    /// [`Keepalive`](crate::Keepalive).
+    pub keepalive: Option<crate::Keepalive>,
 }
 
 impl Default for ListenOptions {
@@ -93,6 +97,7 @@ impl Default for ListenOptions {
             tls: None,
             tls_handshake_timeout: Some(Duration::from_secs(10)),
             tcp_nodelay: true,
+            keepalive: None,
         }
     }
 }
@@ -114,6 +119,10 @@ pub struct ConnectOptions {
     pub tcp_nodelay: bool,
     /// Limit for connecting, including the TLS handshake.
     pub connect_timeout: Option<Duration>,
+    /// TCP keepalive on TCP/TLS connections (default none, as node-ipc):
+    /// detects a server that vanished without closing. See
+    /// [`Keepalive`](crate::Keepalive).
+    pub keepalive: Option<crate::Keepalive>,
 }
 
 impl Default for ConnectOptions {
@@ -126,6 +135,7 @@ impl Default for ConnectOptions {
             family: None,
             tcp_nodelay: true,
             connect_timeout: None,
+            keepalive: None,
         }
     }
 }
@@ -175,6 +185,8 @@ pub struct Listener {
     handshake_timeout: Option<Duration>,
     #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
     nodelay: bool,
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    keepalive: Option<crate::Keepalive>,
 }
 
 /// An accepted connection whose TLS handshake (if any) has not run yet.
@@ -322,6 +334,7 @@ impl Listener {
             tls,
             handshake_timeout: opts.tls_handshake_timeout,
             nodelay: opts.tcp_nodelay,
+            keepalive: opts.keepalive,
         };
         listener.endpoint = listener.local_endpoint();
         tracing::info!(endpoint = %listener.endpoint, "listening");
@@ -356,6 +369,7 @@ impl Listener {
             tls: None,
             handshake_timeout: None,
             nodelay: true,
+            keepalive: None,
         })
     }
 
@@ -377,6 +391,7 @@ impl Listener {
             tls: None,
             handshake_timeout: None,
             nodelay: true,
+            keepalive: None,
         };
         l.endpoint = l.local_endpoint();
         Ok(l)
@@ -409,6 +424,7 @@ impl Listener {
                         tracing::debug!(peer = %addr, error = %e, "cannot set TCP_NODELAY");
                     }
                 }
+                crate::keepalive::apply_opt(self.keepalive.as_ref(), &s, &addr);
                 Stream::new(StreamKind::Tcp(s), PeerInfo::new(PeerAddr::Net(addr)))
             }
             #[cfg(windows)]
@@ -456,6 +472,17 @@ impl Listener {
             #[allow(unreachable_patterns)]
             _ => self.endpoint.clone(),
         }
+    }
+
+    /// Sets TCP keepalive for the connections accepted from now on (e.g. on
+    /// a listener from [`Listener::from_std_tcp`], which has none).
+    pub fn set_keepalive(&mut self, keepalive: Option<crate::Keepalive>) {
+        self.keepalive = keepalive;
+    }
+
+    /// The TCP keepalive applied to accepted connections, if any.
+    pub fn keepalive(&self) -> Option<crate::Keepalive> {
+        self.keepalive
     }
 
     /// The bound socket address of a TCP/TLS listener.

@@ -122,6 +122,7 @@ pub(crate) async fn connect(
                         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                     }
                 }
+                crate::keepalive::apply_opt(opts.keepalive.as_ref(), &s, &endpoint);
                 return Ok(s);
             }
             Err(e) => last = Some(e),

@@ -207,6 +207,9 @@ impl NodeTlsOptions {
 #[derive(Clone)]
 pub struct TlsServerConfig {
     inner: Arc<rustls::ServerConfig>,
+    /// Why clients are not authenticated (`None`: they must present a
+    /// certificate that verifies against the client CA).
+    client_auth_gap: Option<&'static str>,
 }
 
 impl fmt::Debug for TlsServerConfig {
@@ -221,9 +224,28 @@ impl TlsServerConfig {
         TlsServerConfigBuilder::default()
     }
 
-    /// Wraps an existing rustls configuration.
+    /// Wraps an existing rustls configuration. Its client verification
+    /// cannot be inspected, so the assured profile refuses it
+    /// ([`crate::assured`]).
     pub fn from_rustls(config: Arc<rustls::ServerConfig>) -> Self {
-        TlsServerConfig { inner: config }
+        TlsServerConfig {
+            inner: config,
+            client_auth_gap: Some(
+                "a rustls configuration wrapped with from_rustls: its client verification cannot be checked",
+            ),
+        }
+    }
+
+    /// True when every client must present a certificate that verifies
+    /// against the configured client CA (mutual TLS with `requestCert` and
+    /// `rejectUnauthorized`), as the assured profile requires.
+    pub fn verifies_clients(&self) -> bool {
+        self.client_auth_gap.is_none()
+    }
+
+    /// Why clients are not authenticated, if they are not.
+    pub(crate) fn client_auth_gap(&self) -> Option<&'static str> {
+        self.client_auth_gap
     }
 
     /// The rustls configuration.
@@ -347,6 +369,15 @@ impl TlsServerConfigBuilder {
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TransportError::tls_config(None, e.to_string()))?;
+        let client_auth_gap = if self.client_ca.is_empty() {
+            Some("no client CA (ca/trustedConnections): clients are not authenticated")
+        } else if !request {
+            Some("client certificates are not requested (requestCert is false)")
+        } else if !self.reject_unauthorized {
+            Some("client certificates are not verified (rejectUnauthorized is false)")
+        } else {
+            None
+        };
         let builder = if !request {
             builder.with_no_client_auth()
         } else if self.reject_unauthorized {
@@ -377,6 +408,7 @@ impl TlsServerConfigBuilder {
             .map_err(|e| key_mismatch(e, cert_src, key_src))?;
         Ok(TlsServerConfig {
             inner: Arc::new(config),
+            client_auth_gap,
         })
     }
 }
@@ -387,6 +419,11 @@ pub struct TlsClientConfig {
     inner: Arc<rustls::ClientConfig>,
     server_name: Option<String>,
     insecure: bool,
+    /// Trusted roots were configured (and are used: not `insecure`).
+    /// Unknown, so false, for `from_rustls`.
+    roots: bool,
+    /// A client certificate is configured for mutual TLS.
+    client_cert: bool,
 }
 
 impl fmt::Debug for TlsClientConfig {
@@ -404,12 +441,36 @@ impl TlsClientConfig {
         TlsClientConfigBuilder::default()
     }
 
-    /// Wraps an existing rustls configuration.
+    /// Wraps an existing rustls configuration. Its server verification
+    /// cannot be inspected, so the assured profile refuses it
+    /// ([`crate::assured`]).
     pub fn from_rustls(config: Arc<rustls::ClientConfig>, server_name: Option<String>) -> Self {
+        let client_cert = config.client_auth_cert_resolver.has_certs();
         TlsClientConfig {
             inner: config,
             server_name,
             insecure: false,
+            roots: false,
+            client_cert,
+        }
+    }
+
+    /// True when a client certificate is configured (mutual TLS).
+    pub fn has_client_cert(&self) -> bool {
+        self.client_cert
+    }
+
+    /// Why this configuration is not verified mutual TLS (what the assured
+    /// profile requires), if it is not.
+    pub(crate) fn mutual_auth_gap(&self) -> Option<&'static str> {
+        if self.insecure {
+            Some("server certificate verification is off (rejectUnauthorized is false)")
+        } else if !self.roots {
+            Some("no trusted roots (ca/trustedConnections) known to verify the server with")
+        } else if !self.client_cert {
+            Some("no client certificate (key/cert) for mutual TLS")
+        } else {
+            None
         }
     }
 
@@ -552,6 +613,8 @@ impl TlsClientConfigBuilder {
             inner: Arc::new(config),
             server_name: self.server_name,
             insecure: self.insecure,
+            roots: !self.insecure && !self.roots.is_empty(),
+            client_cert: self.client_cert.is_some(),
         })
     }
 }

@@ -22,7 +22,7 @@ use crate::ext::{
     self, names, CallError, CallFailure, Calls, End, Flow, HandshakeMode, Request, RequestHandlers,
     Response,
 };
-use crate::handlers::HandlerId;
+use crate::handlers::{DispatchCache, HandlerId};
 use crate::link::{FrameReader, ReadEvent};
 use crate::outbox::{write_loop, Arena, Outbox, SendError, SyncGate, WriterExit};
 use crate::retry::{OnClose, OnTimer, RetryConfig, RetryState};
@@ -665,7 +665,12 @@ impl Inner {
     /// Dispatches to handlers, then to every event stream (waiting while a
     /// stream is full: backpressure instead of unbounded buffering).
     async fn emit(&self, ev: ClientEvent) {
-        let d = self.events.deliver(ev.name(), &ev).await;
+        self.emit_with(ev, None).await;
+    }
+
+    /// [`Inner::emit`] with a connection's dispatch cache.
+    async fn emit_with(&self, ev: ClientEvent, cache: Option<&mut DispatchCache<ClientEvent>>) {
+        let d = self.events.deliver_with(ev.name(), &ev, cache).await;
         let is_error = matches!(ev, ClientEvent::Error(_));
         if is_error && d.handlers == 0 && d.streams == 0 {
             if let ClientEvent::Error(e) = &ev {
@@ -798,6 +803,7 @@ async fn run_connection(
     let (rd, mut wr) = stream.into_split();
     let conn = inner.explicit.child_token();
     let mut reader = FrameReader::new(rd, decoder);
+    let mut dispatch_cache = DispatchCache::default();
     // What must precede every queued message on a new connection: the hello
     // and the renewal of subscriptions.
     let preface = preface(inner);
@@ -874,7 +880,7 @@ async fn run_connection(
                     Inbound::Raw(b) => ClientEvent::Data(b),
                 };
                 debug_assert!(raw == matches!(ev, ClientEvent::Data(_)));
-                inner.emit(ev).await;
+                inner.emit_with(ev, Some(&mut dispatch_cache)).await;
             }
             ReadEvent::Eof | ReadEvent::Cancelled => break,
             ReadEvent::Protocol(source) => {

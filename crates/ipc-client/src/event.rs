@@ -208,7 +208,21 @@ impl<E: Clone> Dispatcher<E> {
     /// waiting while a stream is full (backpressure instead of unbounded
     /// buffering).
     pub async fn deliver(&self, name: &str, ev: &E) -> Delivered {
-        let d = self.handlers.dispatch(name, ev);
+        self.deliver_with(name, ev, None).await
+    }
+
+    /// [`Dispatcher::deliver`], dispatching through `cache` when given (see
+    /// [`crate::handlers::DispatchCache`]).
+    pub async fn deliver_with(
+        &self,
+        name: &str,
+        ev: &E,
+        cache: Option<&mut crate::handlers::DispatchCache<E>>,
+    ) -> Delivered {
+        let d = match cache {
+            Some(c) => self.handlers.dispatch_cached(c, name, ev),
+            None => self.handlers.dispatch(name, ev),
+        };
         if self.stream_count.load(std::sync::atomic::Ordering::Acquire) == 0 {
             return Delivered {
                 handlers: d.ran,

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Identifies one registered handler, for [`Handlers::off`].
@@ -79,6 +80,41 @@ struct Inner<A> {
 /// A registry of event handlers taking `&A`.
 pub struct Handlers<A> {
     inner: Mutex<Inner<A>>,
+    /// Bumped by every change, so a [`DispatchCache`] knows when it is stale.
+    generation: AtomicU64,
+}
+
+type WildList<A> = Arc<Vec<Entry<Wild<A>>>>;
+type TypedList<A> = Arc<Vec<Entry<Typed<A>>>>;
+
+/// The handler lists last used for one event name, kept by one dispatching
+/// task (a connection's reader) so that a stream of messages with the same
+/// name is dispatched without taking the registry's lock. Lists holding a
+/// `once` handler are never cached.
+pub struct DispatchCache<A> {
+    generation: u64,
+    event: String,
+    lists: Option<(Option<WildList<A>>, Option<TypedList<A>>)>,
+}
+
+impl<A> Default for DispatchCache<A> {
+    fn default() -> Self {
+        DispatchCache {
+            generation: 0,
+            event: String::new(),
+            lists: None,
+        }
+    }
+}
+
+impl<A> std::fmt::Debug for DispatchCache<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchCache")
+            .field("generation", &self.generation)
+            .field("event", &self.event)
+            .field("filled", &self.lists.is_some())
+            .finish()
+    }
 }
 
 /// A handler panicked while an event was dispatched.
@@ -98,6 +134,7 @@ impl<A> Default for Handlers<A> {
                 typed: FnvMap::default(),
                 wild: Arc::new(Vec::new()),
             }),
+            generation: AtomicU64::new(1),
         }
     }
 }
@@ -125,8 +162,15 @@ impl<A> Handlers<A> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lock, for a change: cached dispatch lists become stale.
+    fn lock_mut(&self) -> MutexGuard<'_, Inner<A>> {
+        let guard = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
     fn add_typed(&self, event: &str, once: bool, f: Typed<A>) -> HandlerId {
-        let mut inner = self.lock();
+        let mut inner = self.lock_mut();
         let id = HandlerId(inner.next);
         inner.next += 1;
         let list = inner.typed.entry(event.to_owned()).or_default();
@@ -135,7 +179,7 @@ impl<A> Handlers<A> {
     }
 
     fn add_wild(&self, once: bool, f: Wild<A>) -> HandlerId {
-        let mut inner = self.lock();
+        let mut inner = self.lock_mut();
         let id = HandlerId(inner.next);
         inner.next += 1;
         Arc::make_mut(&mut inner.wild).push(Entry { id, once, f });
@@ -166,7 +210,7 @@ impl<A> Handlers<A> {
 
     /// Removes one handler. Returns whether it was registered.
     pub fn off(&self, id: HandlerId) -> bool {
-        let mut inner = self.lock();
+        let mut inner = self.lock_mut();
         if inner.wild.iter().any(|e| e.id == id) {
             Arc::make_mut(&mut inner.wild).retain(|e| e.id != id);
             return true;
@@ -195,7 +239,7 @@ impl<A> Handlers<A> {
     /// Removes every handler of `event` (`"*"` removes the wildcard
     /// handlers). Returns how many were removed.
     pub fn off_event(&self, event: &str) -> usize {
-        let mut inner = self.lock();
+        let mut inner = self.lock_mut();
         if event == WILDCARD {
             let n = inner.wild.len();
             inner.wild = Arc::new(Vec::new());
@@ -206,7 +250,7 @@ impl<A> Handlers<A> {
 
     /// Removes every handler.
     pub fn clear(&self) {
-        let mut inner = self.lock();
+        let mut inner = self.lock_mut();
         inner.typed.clear();
         inner.wild = Arc::new(Vec::new());
     }
@@ -225,36 +269,87 @@ impl<A> Handlers<A> {
     /// Calls the wildcard handlers, then the handlers of `event`, with `arg`.
     /// Returns how many handlers ran and the panics caught.
     pub fn dispatch(&self, event: &str, arg: &A) -> Dispatched {
-        let (wild, typed) = {
-            let mut inner = self.lock();
-            let wild = (!inner.wild.is_empty()).then(|| inner.wild.clone());
-            let typed = inner.typed.get(event).cloned();
-            // Once-handlers are removed before they run, so a handler that
-            // emits the same event again does not see itself.
-            if wild.as_ref().is_some_and(|w| w.iter().any(|e| e.once)) {
-                Arc::make_mut(&mut inner.wild).retain(|e| !e.once);
+        let (wild, typed, _) = self.take_lists(event);
+        Self::run(event, arg, wild.as_deref(), typed.as_deref())
+    }
+
+    /// [`Handlers::dispatch`] through `cache`: while nothing was registered
+    /// or removed since the cache was filled for `event`, no lock is taken.
+    /// Same order, same semantics.
+    pub fn dispatch_cached(
+        &self,
+        cache: &mut DispatchCache<A>,
+        event: &str,
+        arg: &A,
+    ) -> Dispatched {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((wild, typed)) = &cache.lists {
+            if cache.generation == generation && cache.event == event {
+                return Self::run(event, arg, wild.as_deref(), typed.as_deref());
             }
-            if let Some(t) = &typed {
-                if t.iter().any(|e| e.once) {
-                    if let Some(list) = inner.typed.get_mut(event) {
-                        Arc::make_mut(list).retain(|e| !e.once);
-                        if list.is_empty() {
-                            inner.typed.remove(event);
-                        }
+        }
+        let (wild, typed, generation) = self.take_lists(event);
+        let out = Self::run(event, arg, wild.as_deref(), typed.as_deref());
+        let has_once = wild.iter().flat_map(|w| w.iter()).any(|e| e.once)
+            || typed.iter().flat_map(|t| t.iter()).any(|e| e.once);
+        if has_once {
+            cache.lists = None;
+        } else {
+            cache.generation = generation;
+            cache.event.clear();
+            cache.event.push_str(event);
+            cache.lists = Some((wild, typed));
+        }
+        out
+    }
+
+    /// The lists for `event` (once-handlers removed from the registry before
+    /// they run, so a handler that emits the same event again does not see
+    /// itself), and the generation they belong to.
+    #[allow(clippy::type_complexity)]
+    fn take_lists(&self, event: &str) -> (Option<WildList<A>>, Option<TypedList<A>>, u64) {
+        let mut inner = self.lock();
+        let wild = (!inner.wild.is_empty()).then(|| inner.wild.clone());
+        let typed = inner.typed.get(event).cloned();
+        let mut changed = false;
+        if wild.as_ref().is_some_and(|w| w.iter().any(|e| e.once)) {
+            Arc::make_mut(&mut inner.wild).retain(|e| !e.once);
+            changed = true;
+        }
+        if let Some(t) = &typed {
+            if t.iter().any(|e| e.once) {
+                if let Some(list) = inner.typed.get_mut(event) {
+                    Arc::make_mut(list).retain(|e| !e.once);
+                    if list.is_empty() {
+                        inner.typed.remove(event);
                     }
                 }
+                changed = true;
             }
-            (wild, typed)
+        }
+        let generation = if changed {
+            self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.generation.load(Ordering::Acquire)
         };
+        (wild, typed, generation)
+    }
+
+    fn run(
+        event: &str,
+        arg: &A,
+        wild: Option<&Vec<Entry<Wild<A>>>>,
+        typed: Option<&Vec<Entry<Typed<A>>>>,
+    ) -> Dispatched {
         let mut out = Dispatched::default();
-        for e in wild.iter().flat_map(|w| w.iter()) {
+        for e in wild.into_iter().flatten() {
             out.ran += 1;
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| (e.f)(event, arg))) {
                 out.panics.push(panic_of(event, p));
             }
         }
         if let Some(typed) = typed {
-            for e in typed.iter() {
+            for e in typed {
                 out.ran += 1;
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| (e.f)(arg))) {
                     out.panics.push(panic_of(event, p));
@@ -355,5 +450,57 @@ mod tests {
         assert_eq!(h.dispatch("e", &()).ran, 2);
         assert_eq!(h.off_event("e"), 3);
         assert_eq!(h.off_event("*"), 0);
+    }
+
+    #[test]
+    fn cached_dispatch_follows_every_change_of_the_registry() {
+        let h: Arc<Handlers<u32>> = Arc::new(Handlers::new());
+        let mut cache = DispatchCache::default();
+        let l = log();
+        let a = l.clone();
+        let first = h.on("e", move |v| a.lock().unwrap().push(format!("a{v}")));
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &1).ran, 1);
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &2).ran, 1);
+        // Another name through the same cache.
+        assert_eq!(h.dispatch_cached(&mut cache, "f", &3).ran, 0);
+        // A new handler, a wildcard, a once-handler: all seen at once.
+        let b = l.clone();
+        h.on("e", move |v| b.lock().unwrap().push(format!("b{v}")));
+        let c = l.clone();
+        h.on_any(move |name, v| c.lock().unwrap().push(format!("*{name}{v}")));
+        let d = l.clone();
+        h.once("e", move |v| d.lock().unwrap().push(format!("once{v}")));
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &4).ran, 4);
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &5).ran, 3);
+        // Removal.
+        assert!(h.off(first));
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &6).ran, 2);
+        h.clear();
+        assert_eq!(h.dispatch_cached(&mut cache, "e", &7).ran, 0);
+        assert_eq!(
+            *l.lock().unwrap(),
+            vec!["a1", "a2", "*e4", "a4", "b4", "once4", "*e5", "a5", "b5", "*e6", "b6"]
+        );
+    }
+
+    #[test]
+    fn a_once_handler_added_from_a_cached_dispatch_runs_once() {
+        let h: Arc<Handlers<()>> = Arc::new(Handlers::new());
+        let mut cache = DispatchCache::default();
+        let h2 = h.clone();
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = ran.clone();
+        h.on("e", move |_| {
+            let r = r.clone();
+            h2.once("e", move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        for _ in 0..3 {
+            h.dispatch_cached(&mut cache, "e", &());
+        }
+        // Each dispatch after the first ran the once-handler added by the one
+        // before it, exactly once.
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use ipc_client::ext::{
     self, names, CallError, Flow, HandshakeMode, Hello, Request, RequestHandlers,
 };
-use ipc_client::handlers::HandlerId;
+use ipc_client::handlers::{DispatchCache, HandlerId};
 use ipc_client::link::{FrameReader, ReadEvent};
 use ipc_client::outbox::{write_loop, SendError, WriterExit};
 use ipc_client::Dispatcher;
@@ -646,7 +646,12 @@ impl Server {
 
 impl Inner {
     async fn emit(&self, ev: ServerEvent) {
-        let d = self.events.deliver(ev.name(), &ev).await;
+        self.emit_with(ev, None).await;
+    }
+
+    /// [`Inner::emit`] with a connection's dispatch cache.
+    async fn emit_with(&self, ev: ServerEvent, cache: Option<&mut DispatchCache<ServerEvent>>) {
+        let d = self.events.deliver_with(ev.name(), &ev, cache).await;
         let is_error = matches!(ev, ServerEvent::Error { .. });
         if is_error && d.handlers == 0 && d.streams == 0 {
             if let ServerEvent::Error { peer, error } = &ev {
@@ -890,6 +895,7 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
         })
     };
     let mut reader = FrameReader::new(rd, decoder);
+    let mut dispatch_cache = DispatchCache::default();
     let from = Peer::Socket(socket.clone());
     let mut failure = None;
     // Required handshake: nothing but `ipcx.hello` before the deadline.
@@ -958,10 +964,13 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
                     identify(&socket, &message);
                 }
                 inner
-                    .emit(ServerEvent::Message {
-                        from: from.clone(),
-                        message,
-                    })
+                    .emit_with(
+                        ServerEvent::Message {
+                            from: from.clone(),
+                            message,
+                        },
+                        Some(&mut dispatch_cache),
+                    )
                     .await;
             }
             ReadEvent::Item(Inbound::Raw(bytes)) => {

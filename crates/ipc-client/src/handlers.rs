@@ -86,6 +86,8 @@ pub struct Handlers<A> {
 
 type WildList<A> = Arc<Vec<Entry<Wild<A>>>>;
 type TypedList<A> = Arc<Vec<Entry<Typed<A>>>>;
+/// The wildcard and typed lists used for one event name.
+type Lists<A> = (Option<WildList<A>>, Option<TypedList<A>>);
 
 /// The handler lists last used for one event name, kept by one dispatching
 /// task (a connection's reader) so that a stream of messages with the same
@@ -94,7 +96,7 @@ type TypedList<A> = Arc<Vec<Entry<Typed<A>>>>;
 pub struct DispatchCache<A> {
     generation: u64,
     event: String,
-    lists: Option<(Option<WildList<A>>, Option<TypedList<A>>)>,
+    lists: Option<Lists<A>>,
 }
 
 impl<A> Default for DispatchCache<A> {

@@ -168,15 +168,29 @@ impl Outbox {
             return Err(SendError::Closed { frame });
         }
         s.queued_bytes += frame.len();
+        let was_empty = s.frames.is_empty();
         s.frames.push_back(frame);
         drop(s);
-        self.shared.wake.notify_one();
+        // A non-empty queue has not been taken by the writer yet: it takes
+        // this frame with the others, so only the first frame needs a wake-up.
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
         Ok(())
     }
 
     /// Queues `frame`, waiting while the queue is full.
     pub async fn send(&self, frame: Bytes) -> Result<(), SendError> {
         let n = cost(frame.len(), self.shared.capacity);
+        // Room now (the usual case): no future to build and poll.
+        match self.shared.space.try_acquire_many(n) {
+            Ok(p) => {
+                p.forget();
+                return self.push(frame, n);
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+        }
         match self.shared.space.acquire_many(n).await {
             Ok(p) => p.forget(),
             Err(_) => return Err(SendError::Closed { frame }),

@@ -2,7 +2,7 @@
 //! subject, run as its own process by `cargo xtask bench`.
 //!
 //! ```text
-//! bench-peer <subject> <server|client> <w1|w2|w3|w4> <ADDR> [n=N] [warm=N] [clients=N] [ca=PATH]
+//! bench-peer <subject> <server|client> <w1|w2|w3|w4> <ADDR> [n=N] [warm=N] [clients=N] [ca=PATH] [window=N] [ack=N]
 //! ```
 //!
 //! `ADDR` is `unix:PATH`, `tcp:HOST:PORT`, `tls:HOST:PORT` or
@@ -13,9 +13,9 @@
 //! it reports `ready`; the client trusts that file.
 //!
 //! UDP is lossy and has no flow control, so the W1 sender is paced by a
-//! window: at most [`UDP_WINDOW`] datagrams beyond the receiver's last
-//! acknowledged count (the receiver acknowledges every [`UDP_ACK_EVERY`]
-//! messages; a window that gets no acknowledgement for [`UDP_STALL`] is
+//! window: at most [`UDP_WINDOW`] (`window=N`) datagrams beyond the
+//! receiver's last acknowledged count (the receiver acknowledges every
+//! [`UDP_ACK_EVERY`] (`ack=N`) messages; a window that gets no acknowledgement for [`UDP_STALL`] is
 //! written off as lost). After the data the sender sends an `end` datagram
 //! carrying the number sent (three times); the receiver's `done` then carries
 //! `count` (delivered), `sent` and the time of the last delivery.
@@ -80,6 +80,10 @@ struct Args {
     clients: usize,
     /// Where a TLS server writes its CA certificate and its client reads it.
     ca: PathBuf,
+    /// UDP W1: the sender's window (default [`UDP_WINDOW`]).
+    window: u64,
+    /// UDP W1: the receiver's acknowledgement interval (default [`UDP_ACK_EVERY`]).
+    ack_every: u64,
 }
 
 impl Args {
@@ -100,7 +104,7 @@ impl Args {
 fn parse_args() -> Result<Args, String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.len() < 4 {
-        return Err("usage: bench-peer <subject> <server|client> <w1|w2|w3|w4> <unix:PATH|tcp:HOST:PORT|tls:HOST:PORT|udp4:HOST:PORT> [n=N] [warm=N] [clients=N] [ca=PATH]".into());
+        return Err("usage: bench-peer <subject> <server|client> <w1|w2|w3|w4> <unix:PATH|tcp:HOST:PORT|tls:HOST:PORT|udp4:HOST:PORT> [n=N] [warm=N] [clients=N] [ca=PATH] [window=N] [ack=N]".into());
     }
     let addr = if let Some(p) = argv[3].strip_prefix("unix:") {
         Addr::Unix(PathBuf::from(p))
@@ -122,6 +126,8 @@ fn parse_args() -> Result<Args, String> {
         warm: 2_000,
         clients: 8,
         ca: default_ca_path(&argv[3]),
+        window: UDP_WINDOW,
+        ack_every: UDP_ACK_EVERY,
     };
     for kv in &argv[4..] {
         let (k, v) = kv
@@ -136,6 +142,8 @@ fn parse_args() -> Result<Args, String> {
             "n" => args.n = num,
             "warm" => args.warm = num,
             "clients" => args.clients = usize::try_from(num).map_err(|e| e.to_string())?,
+            "window" => args.window = num.max(1),
+            "ack" => args.ack_every = num.max(1),
             _ => return Err(format!("unknown option `{k}`")),
         }
     }

@@ -14,9 +14,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Notify};
 
-use crate::{
-    emit, is_udp, latency_summary, now_us, Addr, Args, UDP_ACK_EVERY, UDP_STALL, UDP_WINDOW,
-};
+use crate::{emit, is_udp, latency_summary, now_us, Addr, Args, UDP_STALL};
 use ipc_benches::STANDARD_PAYLOAD;
 
 fn endpoint(args: &Args) -> Result<Endpoint, String> {
@@ -244,12 +242,12 @@ async fn w3_client(args: &Args) -> Result<(), String> {
 }
 
 /// UDP W1 receiver: a UDP server counting `message` events in a handler,
-/// acknowledging every [`UDP_ACK_EVERY`] to the sender, and reporting
+/// acknowledging every `ack=N` (default [`crate::UDP_ACK_EVERY`]) to the sender, and reporting
 /// `done` at `n` deliveries or at the sender's `end` datagram.
 async fn w1_udp_receiver(args: &Args) -> Result<(), String> {
     let server =
         Server::new(endpoint(args)?, ServerConfig::default()).map_err(|e| e.to_string())?;
-    let n = args.n;
+    let (n, ack_every) = (args.n, args.ack_every);
     let count = Arc::new(AtomicU64::new(0));
     let last_us = Arc::new(AtomicU64::new(0));
     let finished = Arc::new(AtomicBool::new(false));
@@ -260,7 +258,7 @@ async fn w1_udp_receiver(args: &Args) -> Result<(), String> {
             let c = count.fetch_add(1, Ordering::Relaxed) + 1;
             let now = now_us();
             last_us.store(now as u64, Ordering::Relaxed);
-            if c % UDP_ACK_EVERY == 0 {
+            if c % ack_every == 0 {
                 if let Peer::Udp(a) = from {
                     let _ = ack_tx.try_send((*a, c));
                 }
@@ -322,7 +320,7 @@ async fn w1_udp_sender(args: &Args) -> Result<(), String> {
     let mut stalls = 0u64;
     let start = now_us();
     for i in 0..args.n {
-        while i.saturating_sub(acked.load(Ordering::Acquire) + written_off) >= UDP_WINDOW {
+        while i.saturating_sub(acked.load(Ordering::Acquire) + written_off) >= args.window {
             if tokio::time::timeout(UDP_STALL, progress.notified())
                 .await
                 .is_err()

@@ -17,10 +17,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use crate::{
-    batch, emit, is_udp, latency_summary, now_us, Addr, Args, BATCH_FRAMES, UDP_ACK_EVERY,
-    UDP_STALL, UDP_WINDOW,
-};
+use crate::{batch, emit, is_udp, latency_summary, now_us, Addr, Args, BATCH_FRAMES, UDP_STALL};
 use ipc_benches::standard_frame;
 
 const DELIM: u8 = 0x0c;
@@ -417,7 +414,7 @@ const UDP_END: &[u8; 4] = b"END\0";
 
 /// UDP W1 receiver: one frame per datagram, counted (or parsed), an
 /// acknowledgement (the delivered count, 8 bytes little endian) every
-/// [`UDP_ACK_EVERY`], `done` at `n` deliveries or at the sender's end marker.
+/// `ack=N` (default [`crate::UDP_ACK_EVERY`]), `done` at `n` deliveries or at the sender's end marker.
 async fn w1_udp_receiver(args: &Args, parse: bool) -> Result<(), String> {
     let (host, port) = args.host_port()?;
     let sock = tokio::net::UdpSocket::bind((host.as_str(), port))
@@ -444,7 +441,7 @@ async fn w1_udp_receiver(args: &Args, parse: bool) -> Result<(), String> {
         }
         count += got;
         last_us = now_us();
-        if count % UDP_ACK_EVERY == 0 {
+        if count % args.ack_every == 0 {
             let _ = sock.send_to(&count.to_le_bytes(), from).await;
         }
         if count == args.n {
@@ -473,7 +470,7 @@ async fn w1_udp_sender(args: &Args) -> Result<(), String> {
     let mut stalls = 0u64;
     let start = now_us();
     for i in 0..args.n {
-        while i.saturating_sub(acked + written_off) >= UDP_WINDOW {
+        while i.saturating_sub(acked + written_off) >= args.window {
             match tokio::time::timeout(UDP_STALL, sock.recv(&mut ack)).await {
                 Ok(Ok(8)) => {
                     let mut c = [0u8; 8];

@@ -491,10 +491,22 @@ impl Proc {
                     return Err(format!("{}: timed out waiting for `{ev}`", self.name))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    // Give the stderr reader a moment to collect the cause.
-                    let _ = self.child.try_wait();
+                    // Give the process a moment to end and the stderr reader
+                    // to collect the cause.
+                    let mut status = None;
+                    for _ in 0..20 {
+                        status = self.child.try_wait().ok().flatten();
+                        if status.is_some() {
+                            break;
+                        }
+                        thread::sleep(Duration::from_millis(25));
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                    let status = status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "still running".into());
                     return Err(format!(
-                        "{} exited before `{ev}`: {}",
+                        "{} exited before `{ev}` ({status}): {}",
                         self.name,
                         self.stderr_tail()
                     ));

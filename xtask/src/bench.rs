@@ -742,6 +742,16 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A metric's value for the table: delivered percentages keep three decimals
+/// so a small loss never rounds to 100.
+fn fmt_metric(metric: &str, v: f64) -> String {
+    if metric == "delivered_pct" {
+        format!("{v:.3}")
+    } else {
+        fmt_num(v)
+    }
+}
+
 fn fmt_mib(kib: Option<f64>) -> String {
     kib.map(|k| format!("{:.1}", k / 1024.0))
         .unwrap_or_else(|| "-".into())
@@ -834,8 +844,8 @@ fn render(samples: &[Sample], subjects: &[String], cases: &[Case], opts: &Option
                             _ => String::new(),
                         };
                         (
-                            fmt_num(med),
-                            format!("[{}–{}]", fmt_num(lo), fmt_num(hi)),
+                            fmt_metric(metric, med),
+                            format!("[{}–{}]", fmt_metric(metric, lo), fmt_metric(metric, hi)),
                             ratio,
                         )
                     }
@@ -1029,6 +1039,37 @@ mod tests {
         }
         assert_eq!(metrics_of("w1", "udp4"), ["msg_per_s", "delivered_pct"]);
         assert_eq!(metrics_of("w1", "tls"), ["msg_per_s"]);
+    }
+
+    #[test]
+    fn udp_table_shows_delivered_share_and_the_pacing_note() {
+        let mk = |subject: &str, rate: f64, pct: f64| Sample {
+            rep: 0,
+            subject: subject.into(),
+            case: "w1 udp4".into(),
+            metrics: BTreeMap::from([
+                ("msg_per_s".to_string(), rate),
+                ("delivered_pct".to_string(), pct),
+            ]),
+            server_hwm_kib: Some(2048),
+            client_hwm_kib: Some(2048),
+            error: None,
+        };
+        let samples = vec![mk("ours", 50e3, 99.9956), mk("raw", 100e3, 100.0)];
+        let opts = Options {
+            sizes: QUICK,
+            quick: true,
+            subjects: args(&["ours", "raw"]),
+            workloads: args(&["w1"]),
+        };
+        let text = render(&samples, &opts.subjects, &[case("w1 udp4")], &opts);
+        assert!(text.contains("0.50×"), "{text}");
+        assert!(text.contains("99.996"), "{text}");
+        assert!(text.contains("PACED"), "{text}");
+        assert!(
+            !text.contains("1.00×"),
+            "no ratio of delivered shares: {text}"
+        );
     }
 
     #[test]

@@ -30,8 +30,9 @@
 //! `delivered_pct` is delivered ÷ sent; loss never fails a run.
 //!
 //! Options: `--quick` (the CI smoke test: one repetition, every subject,
-//! W1 50,000 messages, W2 pinned only with 200 + 1,000 round trips, W3
-//! 8 × 5,000, W4 1,000 connections; about a minute and a half once built),
+//! W1 50,000 messages on every transport, W2 pinned only with 200 + 1,000
+//! round trips, W3 8 × 5,000, W4 1,000 connections; under two minutes once
+//! built, about 25 s of runs on a 2-core machine),
 //! `--codec` (the criterion codec benches instead), `--reps N`,
 //! `--subjects a,b`, `--workloads w1,w2`.
 

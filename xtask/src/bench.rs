@@ -11,16 +11,28 @@
 //! to `target/bench/`.
 //!
 //! Workloads: W1 one-way throughput (1,000,000 standard frames, Unix socket
-//! and TCP), W2 round-trip latency (2,000 warm-up + 20,000 measured; Unix
+//! and TCP for every subject; TLS and UDP for this project and the serde and
+//! raw ceilings), W2 round-trip latency (2,000 warm-up + 20,000 measured; Unix
 //! and TCP, unpinned and with both processes on CPU 0), W3 broadcast
 //! fan-out (8 clients, 100,000 broadcasts, Unix), W4 10,000 idle Unix
 //! connections (RSS per connection, time to accept). The W1 Unix client's
 //! peak RSS is the "careless sender" figure: every client emits its
 //! 1,000,000 events in a plain loop.
 //!
+//! W1 over TLS: the server generates a throwaway CA and certificate at
+//! startup and writes the CA's PEM next to the run's socket path; the client
+//! trusts it. The ceilings use the same rustls configuration through
+//! tokio-rustls. W1 over UDP (`udp4`): one frame per datagram from a UDP
+//! socket bound to its own port (`emit_to` for this project); UDP has no flow
+//! control, so the sender keeps at most 128 datagrams beyond the receiver's
+//! acknowledgement (sent every 32 deliveries) and writes a window off as
+//! lost after 50 ms without one. Its rate counts delivered messages and
+//! `delivered_pct` is delivered ÷ sent; loss never fails a run.
+//!
 //! Options: `--quick` (the CI smoke test: one repetition, every subject,
-//! W1 50,000 messages, W2 pinned only with 200 + 1,000 round trips, W3
-//! 8 × 5,000, W4 1,000 connections; about a minute and a half once built),
+//! W1 50,000 messages on every transport, W2 pinned only with 200 + 1,000
+//! round trips, W3 8 × 5,000, W4 1,000 connections; under two minutes once
+//! built, about 25 s of runs on a 2-core machine),
 //! `--codec` (the criterion codec benches instead), `--reps N`,
 //! `--subjects a,b`, `--workloads w1,w2`.
 
@@ -120,7 +132,7 @@ impl Case {
     }
 }
 
-const CASES: [Case; 8] = [
+const CASES: [Case; 10] = [
     Case {
         workload: "w1",
         transport: "unix",
@@ -129,6 +141,16 @@ const CASES: [Case; 8] = [
     Case {
         workload: "w1",
         transport: "tcp",
+        pinned: false,
+    },
+    Case {
+        workload: "w1",
+        transport: "tls",
+        pinned: false,
+    },
+    Case {
+        workload: "w1",
+        transport: "udp4",
         pinned: false,
     },
     Case {
@@ -163,9 +185,14 @@ const CASES: [Case; 8] = [
     },
 ];
 
-/// Subjects that run W4 (the serde ceiling holds connections exactly like
-/// the raw one, and the parser does not change node-ipc 14's server).
+/// Subjects that run a case: TLS and UDP are measured for this project and
+/// the ceilings only; W4 skips the serde ceiling (it holds connections
+/// exactly like the raw one) and node14-guarded (the parser does not change
+/// node-ipc 14's server).
 fn runs_case(subject: &str, case: &Case) -> bool {
+    if matches!(case.transport, "tls" | "udp4") {
+        return matches!(subject, "ours" | "serde" | "raw");
+    }
     !(case.workload == "w4" && (subject == "serde" || subject == "node14-guarded"))
 }
 
@@ -281,14 +308,17 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let Some(opts) = parse_options(args)? else {
         return run(cargo().args(["bench", "-p", "ipc-benches", "--bench", "codec"]));
     };
-    run(cargo().args([
+    let mut build = cargo();
+    build.args([
         "build",
         "--release",
         "-p",
         "ipc-benches",
         "--bin",
         "bench-peer",
-    ]))?;
+    ]);
+    without_package_env(&mut build);
+    run(&mut build)?;
     let peer = target_dir().join("release").join("bench-peer");
     let mut subjects = opts.subjects.clone();
     if subjects.iter().any(|s| is_node(s)) {
@@ -340,6 +370,25 @@ pub(crate) fn bench(args: &[String]) -> Result<(), String> {
     let path = write_json(&samples, &opts, started.elapsed())?;
     println!("JSON: {}", path.display());
     Ok(())
+}
+
+/// Removes the package variables `cargo run` sets for xtask itself from a
+/// nested cargo command. Build scripts (ring's, through cc) list them in
+/// `rerun-if-env-changed`, so inheriting them would make the bench build and
+/// a plain `cargo build` of the same crates invalidate each other.
+fn without_package_env(cmd: &mut Command) {
+    for (key, _) in env::vars_os() {
+        let Some(k) = key.to_str() else { continue };
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&key);
+        }
+    }
 }
 
 fn progress_text(s: &Sample) -> String {
@@ -443,10 +492,22 @@ impl Proc {
                     return Err(format!("{}: timed out waiting for `{ev}`", self.name))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    // Give the stderr reader a moment to collect the cause.
-                    let _ = self.child.try_wait();
+                    // Give the process a moment to end and the stderr reader
+                    // to collect the cause.
+                    let mut status = None;
+                    for _ in 0..20 {
+                        status = self.child.try_wait().ok().flatten();
+                        if status.is_some() {
+                            break;
+                        }
+                        thread::sleep(Duration::from_millis(25));
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                    let status = status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "still running".into());
                     return Err(format!(
-                        "{} exited before `{ev}`: {}",
+                        "{} exited before `{ev}` ({status}): {}",
                         self.name,
                         self.stderr_tail()
                     ));
@@ -481,6 +542,13 @@ fn free_tcp_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free TCP port: {e}"))
+}
+
+fn free_udp_port() -> Result<u16, String> {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free UDP port: {e}"))
 }
 
 fn peer_command(peer: &Path, subject: &str, role: &str, pinned: bool) -> Command {
@@ -530,11 +598,15 @@ fn run_inner(
 ) -> Result<(), String> {
     let sock = env::temp_dir().join(format!("ipc-bench-{}-{k}.sock", std::process::id()));
     let _ = fs::remove_file(&sock);
+    // A TLS server writes its throwaway CA here for the client to trust.
+    let ca = sock.with_extension("ca.pem");
     let addr = match case.transport {
         "unix" => format!("unix:{}", sock.display()),
+        "tls" => format!("tls:127.0.0.1:{}", free_tcp_port()?),
+        "udp4" => format!("udp4:127.0.0.1:{}", free_udp_port()?),
         _ => format!("tcp:127.0.0.1:{}", free_tcp_port()?),
     };
-    let opts: Vec<String> = match case.workload {
+    let mut opts: Vec<String> = match case.workload {
         "w1" => vec![format!("n={}", sizes.w1)],
         "w2" => vec![format!("n={}", sizes.w2), format!("warm={}", sizes.w2_warm)],
         "w3" => vec![
@@ -543,9 +615,29 @@ fn run_inner(
         ],
         _ => vec![format!("n={}", sizes.w4)],
     };
+    if case.transport == "tls" {
+        let _ = fs::remove_file(&ca);
+        opts.push(format!("ca={}", ca.display()));
+    }
+    let result = drive(peer, subject, case, sizes, &addr, &opts, sample);
+    let _ = fs::remove_file(&sock);
+    let _ = fs::remove_file(&ca);
+    result
+}
+
+/// Starts the server and the client of one run and records its metrics.
+fn drive(
+    peer: &Path,
+    subject: &str,
+    case: &Case,
+    sizes: &Sizes,
+    addr: &str,
+    opts: &[String],
+    sample: &mut Sample,
+) -> Result<(), String> {
     let deadline = Instant::now() + sizes.timeout;
     let mut scmd = peer_command(peer, subject, "server", case.pinned);
-    scmd.arg(case.workload).arg(&addr).args(&opts);
+    scmd.arg(case.workload).arg(addr).args(opts);
     let mut server = Proc::spawn(scmd, format!("{subject} server"))?;
     server.wait_for("ready", Instant::now() + Duration::from_secs(20))?;
     let client_subject = if case.workload == "w4" {
@@ -554,7 +646,7 @@ fn run_inner(
         subject
     };
     let mut ccmd = peer_command(peer, client_subject, "client", case.pinned);
-    ccmd.arg(case.workload).arg(&addr).args(&opts);
+    ccmd.arg(case.workload).arg(addr).args(opts);
     let m = &mut sample.metrics;
     match case.workload {
         "w1" => {
@@ -564,6 +656,14 @@ fn run_inner(
             let secs = (num(&done, "end_us")? - num(&sent, "start_us")?) / 1e6;
             let count = num(&done, "count")?;
             m.insert("msg_per_s".into(), count / secs);
+            if case.transport == "udp4" {
+                // Lossy: the rate counts delivered messages; loss is reported.
+                let n = num(&done, "sent")?;
+                if n > 0.0 {
+                    m.insert("delivered_pct".into(), 100.0 * count / n);
+                }
+                m.insert("stalls".into(), num(&sent, "stalls").unwrap_or(0.0));
+            }
             sample.client_hwm_kib = client.status_kib("VmHWM");
         }
         "w2" => {
@@ -604,8 +704,6 @@ fn run_inner(
         }
     }
     sample.server_hwm_kib = server.status_kib("VmHWM");
-    drop(server);
-    let _ = fs::remove_file(&sock);
     Ok(())
 }
 
@@ -645,13 +743,24 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
+/// A metric's value for the table: delivered percentages keep three decimals
+/// so a small loss never rounds to 100.
+fn fmt_metric(metric: &str, v: f64) -> String {
+    if metric == "delivered_pct" {
+        format!("{v:.3}")
+    } else {
+        fmt_num(v)
+    }
+}
+
 fn fmt_mib(kib: Option<f64>) -> String {
     kib.map(|k| format!("{:.1}", k / 1024.0))
         .unwrap_or_else(|| "-".into())
 }
 
-fn metrics_of(workload: &str) -> &'static [&'static str] {
+fn metrics_of(workload: &str, transport: &str) -> &'static [&'static str] {
     match workload {
+        "w1" if transport == "udp4" => &["msg_per_s", "delivered_pct"],
         "w1" => &["msg_per_s"],
         "w2" => &["p50_us", "p99_us"],
         "w3" => &["deliveries_per_s"],
@@ -669,6 +778,10 @@ fn collect<'a>(
         .filter(move |s| s.subject == subject && s.case == case)
 }
 
+const TLS_NOTE: &str = "\nw1 tls: rustls (ring) with a throwaway CA; ours, serde and raw only (the ceilings use the same\n  rustls configuration through tokio-rustls, so the ratios are same-transport).\n";
+
+const UDP_NOTE: &str = "\nw1 udp4: ours, serde and raw only; one frame per datagram from a socket bound to its own port (ours: emit_to).\n  The sender is PACED: at most 128 datagrams beyond the receiver's acknowledgement (one every 32 deliveries);\n  50 ms without one writes the window off as lost. msg_per_s counts DELIVERED messages; delivered_pct =\n  delivered ÷ sent. Loss never fails a run.\n";
+
 fn render(samples: &[Sample], subjects: &[String], cases: &[Case], opts: &Options) -> String {
     let mut o = String::new();
     let mode = if opts.quick { "quick" } else { "full" };
@@ -682,9 +795,15 @@ fn render(samples: &[Sample], subjects: &[String], cases: &[Case], opts: &Option
     for s in subjects {
         o.push_str(&format!("  {s:<15} {}\n", describe(s)));
     }
+    if cases.iter().any(|c| c.transport == "tls") {
+        o.push_str(TLS_NOTE);
+    }
+    if cases.iter().any(|c| c.transport == "udp4") {
+        o.push_str(UDP_NOTE);
+    }
     for case in cases {
         let label = case.label();
-        for metric in metrics_of(case.workload) {
+        for metric in metrics_of(case.workload, case.transport) {
             o.push_str(&format!(
                 "\n{:<22} {:<16} {:>10} {:>21} {:>8} {:>8} {:>8}\n",
                 label, "subject", metric, "[min–max]", "ratio", "srv MiB", "cli MiB"
@@ -718,14 +837,16 @@ fn render(samples: &[Sample], subjects: &[String], cases: &[Case], opts: &Option
                 let (med, range, ratio) = match median_min_max(vals) {
                     Some((med, lo, hi)) => {
                         let ratio = match ours {
-                            Some(ours) if subject != "ours" && med > 0.0 => {
+                            Some(ours)
+                                if subject != "ours" && med > 0.0 && *metric != "delivered_pct" =>
+                            {
                                 format!("{:.2}×", ours / med)
                             }
                             _ => String::new(),
                         };
                         (
-                            fmt_num(med),
-                            format!("[{}–{}]", fmt_num(lo), fmt_num(hi)),
+                            fmt_metric(metric, med),
+                            format!("[{}–{}]", fmt_metric(metric, lo), fmt_metric(metric, hi)),
                             ratio,
                         )
                     }
@@ -810,8 +931,10 @@ fn write_json(samples: &[Sample], opts: &Options, elapsed: Duration) -> Result<P
     keys.sort();
     keys.dedup();
     for (case, subject) in keys {
-        let workload = case.split(' ').next().unwrap_or("");
-        for metric in metrics_of(workload) {
+        let mut words = case.split(' ');
+        let workload = words.next().unwrap_or("");
+        let transport = words.next().unwrap_or("");
+        for metric in metrics_of(workload, transport) {
             let vals: Vec<f64> = collect(samples, &subject, &case)
                 .filter_map(|s| s.metrics.get(*metric).copied())
                 .collect();
@@ -828,6 +951,7 @@ fn write_json(samples: &[Sample], opts: &Options, elapsed: Duration) -> Result<P
         "mode": if opts.quick { "quick" } else { "full" },
         "unix_time": now_secs(),
         "elapsed_s": elapsed.as_secs_f64(),
+        "udp_pacing": {"window": 128, "ack_every": 32, "stall_ms": 50},
         "sizes": {
             "w1": sz.w1, "w2_warm": sz.w2_warm, "w2": sz.w2, "w3": sz.w3,
             "w3_clients": sz.w3_clients, "w4": sz.w4, "reps": sz.reps,
@@ -888,15 +1012,65 @@ mod tests {
         assert_eq!(proc_status_kib(std::process::id(), "NoSuchField"), None);
     }
 
+    fn case(label: &str) -> Case {
+        *CASES.iter().find(|c| c.label() == label).unwrap()
+    }
+
     #[test]
     fn w4_skips_duplicate_servers() {
-        let w4 = CASES[7];
-        assert_eq!(w4.workload, "w4");
+        let w4 = case("w4 unix");
         assert!(runs_case("ours", &w4));
         assert!(!runs_case("serde", &w4));
         assert!(runs_case("serde", &CASES[0]));
-        assert!(in_quick(&CASES[2]) && !in_quick(&CASES[4]) && in_quick(&w4));
-        assert_eq!(CASES[2].label(), "w2 unix pinned");
+        let pinned = case("w2 unix pinned");
+        assert!(in_quick(&pinned) && !in_quick(&case("w2 unix")) && in_quick(&w4));
+    }
+
+    #[test]
+    fn tls_and_udp_run_for_ours_and_the_ceilings_in_quick_too() {
+        for label in ["w1 tls", "w1 udp4"] {
+            let c = case(label);
+            assert!(in_quick(&c));
+            for s in ["ours", "serde", "raw"] {
+                assert!(runs_case(s, &c), "{s} {label}");
+            }
+            for s in ["rs14", "node14-fast", "node14-guarded", "node9"] {
+                assert!(!runs_case(s, &c), "{s} {label}");
+            }
+        }
+        assert_eq!(metrics_of("w1", "udp4"), ["msg_per_s", "delivered_pct"]);
+        assert_eq!(metrics_of("w1", "tls"), ["msg_per_s"]);
+    }
+
+    #[test]
+    fn udp_table_shows_delivered_share_and_the_pacing_note() {
+        let mk = |subject: &str, rate: f64, pct: f64| Sample {
+            rep: 0,
+            subject: subject.into(),
+            case: "w1 udp4".into(),
+            metrics: BTreeMap::from([
+                ("msg_per_s".to_string(), rate),
+                ("delivered_pct".to_string(), pct),
+            ]),
+            server_hwm_kib: Some(2048),
+            client_hwm_kib: Some(2048),
+            error: None,
+        };
+        let samples = vec![mk("ours", 50e3, 99.9956), mk("raw", 100e3, 100.0)];
+        let opts = Options {
+            sizes: QUICK,
+            quick: true,
+            subjects: args(&["ours", "raw"]),
+            workloads: args(&["w1"]),
+        };
+        let text = render(&samples, &opts.subjects, &[case("w1 udp4")], &opts);
+        assert!(text.contains("0.50×"), "{text}");
+        assert!(text.contains("99.996"), "{text}");
+        assert!(text.contains("PACED"), "{text}");
+        assert!(
+            !text.contains("1.00×"),
+            "no ratio of delivered shares: {text}"
+        );
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! The ceilings: the standard frame's bytes pumped through tokio sockets and
 //! only counted at the delimiter (`raw`), or split and parsed with
 //! `serde_json` per frame (`serde`: the envelope into a borrowed struct, the
-//! data validated as raw JSON).
+//! data validated as raw JSON). Over TLS both use tokio-rustls with the
+//! same rustls configurations as `ours`; over UDP each datagram is one frame
+//! and the sender is paced like `ours` (see the crate docs).
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::{batch, emit, latency_summary, now_us, Addr, Args, BATCH_FRAMES};
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::{batch, emit, is_udp, latency_summary, now_us, Addr, Args, BATCH_FRAMES, UDP_STALL};
 use ipc_benches::standard_frame;
 
 const DELIM: u8 = 0x0c;
@@ -23,11 +30,12 @@ type Conn = Box<dyn Io>;
 enum Listener {
     Unix(tokio::net::UnixListener),
     Tcp(tokio::net::TcpListener),
+    Tls(tokio::net::TcpListener, TlsAcceptor),
 }
 
 impl Listener {
-    async fn bind(addr: &Addr) -> Result<Self, String> {
-        match addr {
+    async fn bind(args: &Args) -> Result<Self, String> {
+        match &args.addr {
             Addr::Unix(p) => {
                 let _ = std::fs::remove_file(p);
                 tokio::net::UnixListener::bind(p)
@@ -38,6 +46,14 @@ impl Listener {
                 .await
                 .map(Listener::Tcp)
                 .map_err(|e| format!("bind {a}: {e}")),
+            Addr::Tls(a) => {
+                let config = crate::tls::server_config(&args.ca)?;
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| format!("bind {a}: {e}"))?;
+                Ok(Listener::Tls(l, TlsAcceptor::from(config.rustls().clone())))
+            }
+            Addr::Udp4(_) => Err("no stream listener for udp4".into()),
         }
     }
 
@@ -53,12 +69,21 @@ impl Listener {
                 let _ = s.set_nodelay(true);
                 Ok(Box::new(s))
             }
+            Listener::Tls(l, acceptor) => {
+                let (s, _) = l.accept().await.map_err(|e| format!("accept: {e}"))?;
+                let _ = s.set_nodelay(true);
+                let s = acceptor
+                    .accept(s)
+                    .await
+                    .map_err(|e| format!("TLS accept: {e}"))?;
+                Ok(Box::new(s))
+            }
         }
     }
 }
 
-async fn connect(addr: &Addr) -> Result<Conn, String> {
-    match addr {
+async fn connect(args: &Args) -> Result<Conn, String> {
+    match &args.addr {
         Addr::Unix(p) => tokio::net::UnixStream::connect(p)
             .await
             .map(|s| Box::new(s) as Conn)
@@ -70,6 +95,22 @@ async fn connect(addr: &Addr) -> Result<Conn, String> {
             let _ = s.set_nodelay(true);
             Ok(Box::new(s))
         }
+        Addr::Tls(a) => {
+            let config = crate::tls::client_config(&args.ca)?;
+            let (host, _) = args.host_port()?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| format!("bad server name `{host}`: {e}"))?;
+            let s = tokio::net::TcpStream::connect(a)
+                .await
+                .map_err(|e| format!("connect {a}: {e}"))?;
+            let _ = s.set_nodelay(true);
+            let s = TlsConnector::from(Arc::clone(config.rustls()))
+                .connect(name, s)
+                .await
+                .map_err(|e| format!("TLS connect {a}: {e}"))?;
+            Ok(Box::new(s))
+        }
+        Addr::Udp4(_) => Err("no stream connection for udp4".into()),
     }
 }
 
@@ -136,6 +177,8 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
     let parse = args.subject == "serde";
     rt.block_on(async move {
         match (args.role.as_str(), args.workload.as_str()) {
+            ("server", "w1") if is_udp(&args.addr) => w1_udp_receiver(args, parse).await,
+            ("client", "w1") if is_udp(&args.addr) => w1_udp_sender(args).await,
             ("server", "w1") => w1_server(args, parse).await,
             ("client", "w1") => w1_client(args).await,
             ("server", "w2") => w2_server(args, parse).await,
@@ -152,7 +195,7 @@ pub(crate) fn run(args: &Args) -> Result<(), String> {
 }
 
 async fn w1_server(args: &Args, parse: bool) -> Result<(), String> {
-    let l = Listener::bind(&args.addr).await?;
+    let l = Listener::bind(args).await?;
     emit(json!({"ev":"ready"}));
     let mut s = l.accept().await?;
     let mut buf = vec![0u8; READ_BUF];
@@ -171,7 +214,7 @@ async fn w1_server(args: &Args, parse: bool) -> Result<(), String> {
 }
 
 async fn w1_client(args: &Args) -> Result<(), String> {
-    let mut s = connect(&args.addr).await?;
+    let mut s = connect(args).await?;
     let full = batch(BATCH_FRAMES);
     let frame_len = standard_frame().len();
     let start = now_us();
@@ -189,7 +232,7 @@ async fn w1_client(args: &Args) -> Result<(), String> {
 }
 
 async fn w2_server(args: &Args, parse: bool) -> Result<(), String> {
-    let l = Listener::bind(&args.addr).await?;
+    let l = Listener::bind(args).await?;
     emit(json!({"ev":"ready"}));
     let mut s = l.accept().await?;
     let mut buf = vec![0u8; READ_BUF];
@@ -216,7 +259,7 @@ async fn w2_server(args: &Args, parse: bool) -> Result<(), String> {
 }
 
 async fn w2_client(args: &Args, parse: bool) -> Result<(), String> {
-    let mut s = connect(&args.addr).await?;
+    let mut s = connect(args).await?;
     let frame = standard_frame();
     let mut buf = vec![0u8; READ_BUF];
     let mut framer = Framer::new(parse);
@@ -254,7 +297,7 @@ async fn read_hello(s: &mut Conn) -> Result<(), String> {
 }
 
 async fn w3_server(args: &Args, parse: bool) -> Result<(), String> {
-    let l = Listener::bind(&args.addr).await?;
+    let l = Listener::bind(args).await?;
     emit(json!({"ev":"ready"}));
     let mut conns = Vec::new();
     for _ in 0..args.clients {
@@ -313,7 +356,7 @@ async fn w3_server(args: &Args, parse: bool) -> Result<(), String> {
 async fn w3_client(args: &Args, parse: bool) -> Result<(), String> {
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let mut s = connect(&args.addr).await?;
+        let mut s = connect(args).await?;
         let mut hello = Vec::new();
         let _ = serde_json::to_writer(&mut hello, &json!({"type":"hello","data":null}));
         hello.push(DELIM);
@@ -346,7 +389,7 @@ async fn w3_client(args: &Args, parse: bool) -> Result<(), String> {
 }
 
 async fn w4_server(args: &Args) -> Result<(), String> {
-    let l = Listener::bind(&args.addr).await?;
+    let l = Listener::bind(args).await?;
     emit(json!({"ev":"ready"}));
     let mut count = 0u64;
     loop {
@@ -364,4 +407,98 @@ async fn w4_server(args: &Args) -> Result<(), String> {
             emit(json!({"ev":"accepted","count":count,"end_us":now_us()}));
         }
     }
+}
+
+/// The `end` datagram: this marker, then the number sent (little endian).
+const UDP_END: &[u8; 4] = b"END\0";
+
+/// UDP W1 receiver: one frame per datagram, counted (or parsed), an
+/// acknowledgement (the delivered count, 8 bytes little endian) every
+/// `ack=N` (default [`crate::UDP_ACK_EVERY`]), `done` at `n` deliveries or at the sender's end marker.
+async fn w1_udp_receiver(args: &Args, parse: bool) -> Result<(), String> {
+    let (host, port) = args.host_port()?;
+    let sock = tokio::net::UdpSocket::bind((host.as_str(), port))
+        .await
+        .map_err(|e| format!("bind udp {host}:{port}: {e}"))?;
+    emit(json!({"ev":"ready"}));
+    let mut buf = vec![0u8; 65_536];
+    let mut framer = Framer::new(parse);
+    let mut count = 0u64;
+    let mut last_us = 0.0;
+    loop {
+        let (k, from) = sock.recv_from(&mut buf).await.map_err(|e| e.to_string())?;
+        let d = &buf[..k];
+        if d.len() == 12 && d.starts_with(UDP_END) {
+            let mut sent = [0u8; 8];
+            sent.copy_from_slice(&d[4..]);
+            let sent = u64::from_le_bytes(sent);
+            emit(json!({"ev":"done","count":count,"sent":sent,"end_us":last_us}));
+            break;
+        }
+        let got = framer.feed(d, |_| {})?;
+        if got == 0 {
+            continue;
+        }
+        count += got;
+        last_us = now_us();
+        if count % args.ack_every == 0 {
+            let _ = sock.send_to(&count.to_le_bytes(), from).await;
+        }
+        if count == args.n {
+            emit(json!({"ev":"done","count":count,"sent":args.n,"end_us":last_us}));
+            break;
+        }
+    }
+    std::mem::forget(sock);
+    Ok(())
+}
+
+/// UDP W1 sender: the standard frame as one datagram each, paced by the
+/// receiver's acknowledgements exactly like `ours`.
+async fn w1_udp_sender(args: &Args) -> Result<(), String> {
+    let (host, port) = args.host_port()?;
+    let target: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("bad UDP target {host}:{port}: {e}"))?;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("bind udp: {e}"))?;
+    let frame = standard_frame();
+    let mut ack = [0u8; 64];
+    let mut acked = 0u64;
+    let mut written_off = 0u64;
+    let mut stalls = 0u64;
+    let start = now_us();
+    for i in 0..args.n {
+        while i.saturating_sub(acked + written_off) >= args.window {
+            match tokio::time::timeout(UDP_STALL, sock.recv(&mut ack)).await {
+                Ok(Ok(8)) => {
+                    let mut c = [0u8; 8];
+                    c.copy_from_slice(&ack[..8]);
+                    acked = acked.max(u64::from_le_bytes(c));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(format!("receive ack: {e}")),
+                Err(_) => {
+                    stalls += 1;
+                    written_off = i.saturating_sub(acked);
+                }
+            }
+        }
+        sock.send_to(&frame, target)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    let end = now_us();
+    let mut marker = UDP_END.to_vec();
+    marker.extend_from_slice(&args.n.to_le_bytes());
+    for _ in 0..3 {
+        sock.send_to(&marker, target)
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    emit(json!({"ev":"sent","count":args.n,"stalls":stalls,"start_us":start,"end_us":end}));
+    std::mem::forget(sock);
+    Ok(())
 }

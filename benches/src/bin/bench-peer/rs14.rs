@@ -28,6 +28,7 @@ impl Listener {
             Addr::Tcp(a) => node_ipc::tcp::bind(a.as_str())
                 .map(Listener::Tcp)
                 .map_err(|e| format!("bind {a}: {e}")),
+            Addr::Tls(_) | Addr::Udp4(_) => Err("rs14 runs over unix and tcp only".into()),
         }
     }
 
@@ -44,6 +45,7 @@ fn connect(addr: &Addr) -> Result<Conn, String> {
     let io: Box<dyn Io> = match addr {
         Addr::Unix(p) => Box::new(node_ipc::local::connect(p).map_err(|e| e.to_string())?),
         Addr::Tcp(a) => Box::new(node_ipc::tcp::connect(a.as_str()).map_err(|e| e.to_string())?),
+        Addr::Tls(_) | Addr::Udp4(_) => return Err("rs14 runs over unix and tcp only".into()),
     };
     Connection::new(io, CodecConfig::fast()).map_err(|e| e.to_string())
 }

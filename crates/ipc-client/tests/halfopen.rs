@@ -10,7 +10,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+#[path = "../../ipc-transport/tests/common/netns.rs"]
+mod netns;
+
+use netns::run;
+
 use std::time::Duration;
 
 use ipc_client::{Client, ClientConfig, ClientError, ClientEvent, MaxRetries, RetryConfig};
@@ -19,81 +23,15 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
-const CHILD: &str = "NIPC_NETNS_CHILD";
 const TEST: &str = "keepalive_detects_a_vanished_server_and_the_client_retries";
-
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    match Command::new(cmd).args(args).output() {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Ok(o) => Err(format!(
-            "`{cmd} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => Err(format!("cannot run `{cmd}`: {e}")),
-    }
-}
-
-/// Why the namespaced run is impossible here, if it is.
-fn missing_precondition() -> Option<String> {
-    match run("id", &["-u"]) {
-        Ok(uid) if uid.trim() == "0" => {}
-        Ok(uid) => return Some(format!("needs root (uid is {})", uid.trim())),
-        Err(e) => return Some(e),
-    }
-    if let Err(e) = run("ip", &["-V"]) {
-        return Some(format!("needs `ip` (Debian package iproute2): {e}"));
-    }
-    if let Err(e) = run("unshare", &["--net", "--", "ip", "link", "set", "lo", "up"]) {
-        return Some(format!(
-            "needs `unshare --net` (util-linux, CAP_SYS_ADMIN): {e}"
-        ));
-    }
-    None
-}
-
-/// Under CI (`CI=true` or `CI=1`, as `cargo xtask test` reads it) or with
-/// `NIPC_REQUIRE_NETNS=1` a missing precondition fails instead of skipping.
-fn required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-        || std::env::var("NIPC_REQUIRE_NETNS").is_ok_and(|v| v == "1")
-}
 
 #[tokio::test]
 async fn keepalive_detects_a_vanished_server_and_the_client_retries() {
-    if std::env::var_os(CHILD).is_some() {
+    if netns::in_child() {
         in_namespace().await;
         return;
     }
-    if let Some(reason) = missing_precondition() {
-        if required() {
-            panic!("CI=true or NIPC_REQUIRE_NETNS=1, but the half-open test cannot run: {reason}");
-        }
-        println!("skipped: {reason}");
-        return;
-    }
-    // Re-run exactly this test inside a private network namespace: the
-    // routing changes below never touch the host's network.
-    let exe = std::env::current_exe().unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(exe)
-            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "namespaced run failed:\n{stdout}\n{stderr}"
-    );
+    netns::rerun_in_namespace(TEST).await;
 }
 
 /// Runs inside the private network namespace.

@@ -1039,7 +1039,7 @@ async fn reader_that_never_reads_is_cut_off_others_unaffected() {
 }
 
 /// 10,000 concurrent connections on one server with bounded memory: the
-/// server process's RSS grows by less than 96 KiB per connection, and a
+/// server process's RSS grows by less than 20 KiB per connection, and a
 /// broadcast reaches every one of them. The server runs isolated in a child
 /// process; the 10,000 client ends are held by another child (file
 /// descriptor limits are per process).
@@ -1117,8 +1117,10 @@ async fn ten_thousand_connections_bounded_memory() {
          {per_conn} bytes per connection",
         t0.elapsed()
     ));
-    // Measured ≈ 62 KiB: about one 64 KiB read buffer per connection.
-    assert!(per_conn < 96 * 1024, "{per_conn} bytes per connection");
+    // Measured ≈ 11.6 KiB (debug build): a 4 KiB read buffer and the two
+    // tasks' state. The benchmark's target is 20 KiB; the bound leaves room
+    // for allocator noise.
+    assert!(per_conn < 20 * 1024, "{per_conn} bytes per connection");
 
     // All of them are live: one broadcast reaches each.
     assert_eq!(server.broadcast("hi", &1).await.unwrap(), N);

@@ -61,10 +61,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use memchr::memmem::Finder;
+use smol_str::SmolStr;
 
+use crate::envelope::{self, EventName};
 use crate::message::sanitize;
 use crate::names::{is_reserved_event, is_unsafe_event, utf16_len_capped};
-use crate::{envelope, CodecConfig, ErrorCode, Inbound, Message, Profile, ProtocolError};
+use crate::{CodecConfig, ErrorCode, Inbound, Message, Profile, ProtocolError};
 
 pub(crate) struct Shared {
     pub(crate) config: CodecConfig,
@@ -121,6 +123,9 @@ pub struct FrameDecoder {
     shared: Arc<Shared>,
     scanned: usize,
     partial_since: Option<Instant>,
+    /// The last event name decoded (and accepted by the name rules): a run
+    /// of messages with the same name reuses it instead of validating it again.
+    last_event: Option<SmolStr>,
 }
 
 impl FrameDecoder {
@@ -134,6 +139,7 @@ impl FrameDecoder {
             shared,
             scanned: 0,
             partial_since: None,
+            last_event: None,
         }
     }
 
@@ -186,7 +192,7 @@ impl FrameDecoder {
                 } else {
                     shared.timeout.map(|_| now)
                 };
-                match decode_frame(frame, cfg) {
+                match decode_frame(frame, cfg, Some(&mut self.last_event)) {
                     Ok(m) => Ok(Some(Inbound::Message(m))),
                     Err(e) => {
                         self.fail(buf);
@@ -293,7 +299,14 @@ fn timeout_error() -> ProtocolError {
 }
 
 /// Size check, UTF-8/surrogate rules, envelope parse, name rules.
-pub(crate) fn decode_frame(frame: BytesMut, cfg: &CodecConfig) -> Result<Message, ProtocolError> {
+/// `last_event`, when given, is the name of the previous message of the
+/// stream: an identical name is reused (it passed the name rules already),
+/// and a new accepted name replaces it.
+pub(crate) fn decode_frame(
+    frame: BytesMut,
+    cfg: &CodecConfig,
+    last_event: Option<&mut Option<SmolStr>>,
+) -> Result<Message, ProtocolError> {
     if cfg.profile.is_guarded() && frame.len() > cfg.max_message_size {
         return Err(ProtocolError::frame_too_large(
             "frame exceeds max_message_size",
@@ -309,6 +322,18 @@ pub(crate) fn decode_frame(frame: BytesMut, cfg: &CodecConfig) -> Result<Message
     let (frame, clean) = sanitize(frame, cfg)?;
     let frame = frame.freeze();
     let parts = envelope::parse_bytes(&frame, cfg.max_json_depth, clean)?;
+    if let Some(last) = last_event {
+        if let (EventName::Span(r), Some(name)) = (&parts.event, last.as_ref()) {
+            if frame.get(r.clone()) == Some(name.as_bytes()) {
+                let name = name.clone();
+                return Ok(Message::from_parts_named(frame, parts, name));
+            }
+        }
+        let message = Message::from_parts(frame, parts);
+        check_name(message.event(), cfg, false)?;
+        *last = Some(message.event_name().clone());
+        return Ok(message);
+    }
     let message = Message::from_parts(frame, parts);
     check_name(message.event(), cfg, false)?;
     Ok(message)

@@ -33,11 +33,20 @@ pub struct Message {
 impl Message {
     pub(crate) fn from_parts(frame: Bytes, parts: EnvelopeParts) -> Self {
         let event = SmolStr::new(parts.event_str(&frame));
+        Self::from_parts_named(frame, parts, event)
+    }
+
+    /// `event` must be the name `parts` points at.
+    pub(crate) fn from_parts_named(frame: Bytes, parts: EnvelopeParts, event: SmolStr) -> Self {
         Message {
             frame,
             event,
             data: parts.data,
         }
+    }
+
+    pub(crate) fn event_name(&self) -> &SmolStr {
+        &self.event
     }
 
     /// Parses one frame (without delimiter) with `config`'s UTF-8, surrogate

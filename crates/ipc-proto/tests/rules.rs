@@ -493,3 +493,39 @@ fn message_accessors() {
         r#"Message { event: "b", data: Some("{\"k\":[1,2]}") }"#
     );
 }
+
+/// A run of messages with the same name reuses the accepted name; the rules
+/// still apply to every name that differs, and an escaped spelling of the
+/// same name decodes to the same text.
+#[test]
+fn repeated_names_keep_their_rules() {
+    let mut dec = FrameDecoder::new(CodecConfig::guarded()).unwrap();
+    let now = Instant::now();
+    let mut names = Vec::new();
+    let mut buf =
+        BytesMut::from(&b"{\"type\":\"a\",\"data\":1}\x0c{\"type\":\"a\",\"data\":2}\x0c{\"type\":\"a\\u0062\",\"data\":3}\x0c{\"type\":\"ab\",\"data\":4}\x0c"[..]);
+    while let Some(item) = dec.decode(&mut buf, now).unwrap() {
+        let m = item.into_message().unwrap();
+        names.push((m.event().to_owned(), m.data::<i32>().unwrap()));
+    }
+    assert_eq!(
+        names,
+        vec![
+            ("a".to_owned(), 1),
+            ("a".to_owned(), 2),
+            ("ab".to_owned(), 3),
+            ("ab".to_owned(), 4)
+        ]
+    );
+    // After accepted names, an empty or reserved one is still refused.
+    for (bad, code) in [
+        (&b"{\"type\":\"\",\"data\":1}\x0c"[..], InvalidEvent),
+        (b"{\"type\":\"connect\",\"data\":1}\x0c", ReservedEvent),
+    ] {
+        let mut buf = BytesMut::from(&b"{\"type\":\"x\",\"data\":0}\x0c"[..]);
+        assert!(dec.decode(&mut buf, now).unwrap().is_some());
+        buf.extend_from_slice(bad);
+        let err = dec.decode(&mut buf, now).unwrap_err();
+        assert_eq!(err.code(), code, "{}", String::from_utf8_lossy(bad));
+    }
+}

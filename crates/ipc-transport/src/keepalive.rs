@@ -84,20 +84,9 @@ impl Keepalive {
             target_os = "netbsd",
             target_os = "windows",
         ))]
-        let ka = ka.with_interval(self.interval);
-        #[cfg(any(
-            target_os = "android",
-            target_os = "dragonfly",
-            target_os = "freebsd",
-            target_os = "fuchsia",
-            target_os = "illumos",
-            target_os = "ios",
-            target_os = "linux",
-            target_os = "macos",
-            target_os = "netbsd",
-            target_os = "windows",
-        ))]
-        let ka = ka.with_retries(self.retries);
+        let ka = ka
+            .with_interval(self.interval)
+            .with_retries(self.retries);
         ka
     }
 

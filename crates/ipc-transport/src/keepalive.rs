@@ -84,9 +84,7 @@ impl Keepalive {
             target_os = "netbsd",
             target_os = "windows",
         ))]
-        let ka = ka
-            .with_interval(self.interval)
-            .with_retries(self.retries);
+        let ka = ka.with_interval(self.interval).with_retries(self.retries);
         ka
     }
 

@@ -322,20 +322,17 @@ pub(crate) fn decode_frame(
     let (frame, clean) = sanitize(frame, cfg)?;
     let frame = frame.freeze();
     let parts = envelope::parse_bytes(&frame, cfg.max_json_depth, clean)?;
-    if let Some(last) = last_event {
-        if let (EventName::Span(r), Some(name)) = (&parts.event, last.as_ref()) {
-            if frame.get(r.clone()) == Some(name.as_bytes()) {
-                let name = name.clone();
-                return Ok(Message::from_parts_named(frame, parts, name));
-            }
+    if let (Some(Some(name)), EventName::Span(r)) = (last_event.as_deref(), &parts.event) {
+        if frame.get(r.clone()) == Some(name.as_bytes()) {
+            let name = name.clone();
+            return Ok(Message::from_parts_named(frame, parts, name));
         }
-        let message = Message::from_parts(frame, parts);
-        check_name(message.event(), cfg, false)?;
-        *last = Some(message.event_name().clone());
-        return Ok(message);
     }
     let message = Message::from_parts(frame, parts);
     check_name(message.event(), cfg, false)?;
+    if let Some(last) = last_event {
+        *last = Some(message.event_name().clone());
+    }
     Ok(message)
 }
 

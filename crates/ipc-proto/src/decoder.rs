@@ -70,6 +70,9 @@ use crate::{CodecConfig, ErrorCode, Inbound, Message, Profile, ProtocolError};
 
 pub(crate) struct Shared {
     pub(crate) config: CodecConfig,
+    /// Unique per `Shared` for the life of the process (what a
+    /// [`crate::HeadCache`] was filled by).
+    pub(crate) id: u64,
     finder: Finder<'static>,
     single: Option<u8>,
     timeout: Option<Duration>,
@@ -84,8 +87,10 @@ impl Shared {
             _ => None,
         };
         let timeout = config.effective_message_timeout();
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Arc::new(Shared {
             config,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             finder,
             single,
             timeout,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde::ser::Impossible;
 use serde::Serialize;
+use smol_str::SmolStr;
 
 use crate::decoder::{check_name, Shared};
 use crate::json::{BytesWriter, JsFormatter};
@@ -56,22 +57,65 @@ impl FrameEncoder {
         data: Option<&T>,
         dst: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
-        let cfg = &self.shared.config;
-        if cfg.profile == Profile::Raw {
+        self.check_profile()?;
+        check_name(event, &self.shared.config, true)?;
+        let start = dst.len();
+        if let Err(e) = write_head(event, dst) {
+            dst.truncate(start);
+            return Err(e);
+        }
+        self.finish_frame(start, data, dst)
+    }
+
+    /// [`FrameEncoder::encode`] for a sender that emits runs of one event
+    /// name: `cache` keeps the checked and encoded start of the frame
+    /// (`{"type":<event>,"data":`) for the last name, so the next frame with
+    /// that name skips the name rules and the escaping. The output and the
+    /// errors are those of `encode`. A cache filled by another encoder is
+    /// never trusted: it is refilled.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use ipc_proto::{CodecConfig, FrameEncoder, HeadCache};
+    /// let enc = FrameEncoder::new(CodecConfig::guarded()).unwrap();
+    /// let mut cache = HeadCache::default();
+    /// let mut dst = BytesMut::new();
+    /// enc.encode_cached(&mut cache, "tick", Some(&1), &mut dst).unwrap();
+    /// enc.encode_cached(&mut cache, "tick", Some(&2), &mut dst).unwrap();
+    /// assert_eq!(&dst[..], b"{\"type\":\"tick\",\"data\":1}\x0c{\"type\":\"tick\",\"data\":2}\x0c");
+    /// assert!(enc.encode_cached::<()>(&mut cache, "", None, &mut dst).is_err());
+    /// ```
+    pub fn encode_cached<T: Serialize + ?Sized>(
+        &self,
+        cache: &mut HeadCache,
+        event: &str,
+        data: Option<&T>,
+        dst: &mut BytesMut,
+    ) -> Result<(), ProtocolError> {
+        self.check_profile()?;
+        if cache.owner != self.shared.id || cache.event != event {
+            check_name(event, &self.shared.config, true)?;
+            let mut head = BytesMut::with_capacity(event.len() + 20);
+            write_head(event, &mut head)?;
+            *cache = HeadCache {
+                owner: self.shared.id,
+                event: event.into(),
+                head,
+            };
+        }
+        let start = dst.len();
+        dst.extend_from_slice(&cache.head);
+        self.finish_frame(start, data, dst)
+    }
+
+    fn check_profile(&self) -> Result<(), ProtocolError> {
+        if self.shared.config.profile == Profile::Raw {
             return Err(ProtocolError::new(
                 ErrorCode::WrongProfile,
                 "the raw profile sends bytes, not events (use encode_raw)",
             ));
         }
-        check_name(event, cfg, true)?;
-        let start = dst.len();
-        match self.write_frame(event, data, dst) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                dst.truncate(start);
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     /// [`FrameEncoder::encode`] into a fresh `Bytes` (encode once, send to many).
@@ -98,50 +142,79 @@ impl FrameEncoder {
         Ok(())
     }
 
-    fn write_frame<T: Serialize + ?Sized>(
+    /// Writes `data` and the end of the frame after its head (which starts
+    /// at `start`); on error `dst` is cut back to `start`.
+    fn finish_frame<T: Serialize + ?Sized>(
         &self,
-        event: &str,
+        start: usize,
         data: Option<&T>,
         dst: &mut BytesMut,
     ) -> Result<(), ProtocolError> {
         let cfg = &self.shared.config;
-        let start = dst.len();
-        dst.reserve(event.len() + 48 + cfg.delimiter.len());
-        dst.extend_from_slice(b"{\"type\":");
-        if !crate::scan::needs_escape(event.as_bytes()) {
-            dst.extend_from_slice(b"\"");
-            dst.extend_from_slice(event.as_bytes());
-            dst.extend_from_slice(b"\"");
-        } else {
-            let mut ser = serde_json::Serializer::with_formatter(BytesWriter(dst), JsFormatter);
-            event.serialize(&mut ser).map_err(ser_error)?;
+        let r = write_data(data, cfg.legacy_v9_payloads, dst).and_then(|()| {
+            dst.extend_from_slice(b"}");
+            if cfg.profile.is_guarded() && dst.len() - start > cfg.max_message_size {
+                return Err(ProtocolError::frame_too_large(
+                    "encoded frame exceeds max_message_size",
+                ));
+            }
+            dst.extend_from_slice(&cfg.delimiter);
+            Ok(())
+        });
+        if r.is_err() {
+            dst.truncate(start);
         }
-        dst.extend_from_slice(b",\"data\":");
-        match data {
-            None => dst.extend_from_slice(b"{}"),
-            Some(value)
-                if value
-                    .serialize(PlainStr(dst, cfg.legacy_v9_payloads))
-                    .is_ok() => {}
-            Some(value) => {
-                let data_start = dst.len();
-                let mut ser = serde_json::Serializer::with_formatter(BytesWriter(dst), JsFormatter);
-                value.serialize(&mut ser).map_err(ser_error)?;
-                if cfg.legacy_v9_payloads && legacy_blank(&dst[data_start..]) {
-                    dst.truncate(data_start);
-                    dst.extend_from_slice(b"{}");
-                }
+        r
+    }
+}
+
+/// The checked, encoded start of a frame (`{"type":<event>,"data":`) for the
+/// last event name one sender used; see [`FrameEncoder::encode_cached`].
+/// Empty by default.
+#[derive(Debug, Default, Clone)]
+pub struct HeadCache {
+    /// `Shared::id` of the encoder that filled it (0: none).
+    owner: u64,
+    event: SmolStr,
+    head: BytesMut,
+}
+
+/// `{"type":<event as a JSON string>,"data":`
+fn write_head(event: &str, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+    dst.reserve(event.len() + 48);
+    dst.extend_from_slice(b"{\"type\":");
+    if !crate::scan::needs_escape(event.as_bytes()) {
+        dst.extend_from_slice(b"\"");
+        dst.extend_from_slice(event.as_bytes());
+        dst.extend_from_slice(b"\"");
+    } else {
+        let mut ser = serde_json::Serializer::with_formatter(BytesWriter(dst), JsFormatter);
+        event.serialize(&mut ser).map_err(ser_error)?;
+    }
+    dst.extend_from_slice(b",\"data\":");
+    Ok(())
+}
+
+/// The `data` member's value (`{}` for none; the v9 legacy rule applied).
+fn write_data<T: Serialize + ?Sized>(
+    data: Option<&T>,
+    legacy_v9: bool,
+    dst: &mut BytesMut,
+) -> Result<(), ProtocolError> {
+    match data {
+        None => dst.extend_from_slice(b"{}"),
+        Some(value) if value.serialize(PlainStr(dst, legacy_v9)).is_ok() => {}
+        Some(value) => {
+            let data_start = dst.len();
+            let mut ser = serde_json::Serializer::with_formatter(BytesWriter(dst), JsFormatter);
+            value.serialize(&mut ser).map_err(ser_error)?;
+            if legacy_v9 && legacy_blank(&dst[data_start..]) {
+                dst.truncate(data_start);
+                dst.extend_from_slice(b"{}");
             }
         }
-        dst.extend_from_slice(b"}");
-        if cfg.profile.is_guarded() && dst.len() - start > cfg.max_message_size {
-            return Err(ProtocolError::frame_too_large(
-                "encoded frame exceeds max_message_size",
-            ));
-        }
-        dst.extend_from_slice(&cfg.delimiter);
-        Ok(())
     }
+    Ok(())
 }
 
 /// Writes a value that serializes as a string needing no escape (the

@@ -69,7 +69,7 @@ pub use config::{
     DEFAULT_MESSAGE_TIMEOUT, MAX_JSON_DEPTH_CEILING,
 };
 pub use decoder::FrameDecoder;
-pub use encoder::FrameEncoder;
+pub use encoder::{FrameEncoder, HeadCache};
 pub use error::ProtocolError;
 pub use json::{to_js_json, to_js_string, to_js_vec, JsFormatter};
 pub use message::{Inbound, Message};

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use ipc_proto::envelope::{parse_envelope, parse_envelope_fast, parse_envelope_full};
-use ipc_proto::{to_js_vec, CodecConfig, ErrorCode, FrameDecoder, FrameEncoder, Inbound, Message};
+use ipc_proto::{
+    to_js_vec, CodecConfig, ErrorCode, FrameDecoder, FrameEncoder, HeadCache, Inbound, Message,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -270,6 +272,44 @@ proptest! {
         };
         let expected = format!("{{\"type\":\"e\",\"data\":{json}}}\x0c");
         prop_assert_eq!(&wire[..], expected.as_bytes());
+    }
+
+    /// A sender's head cache never changes what is written or refused:
+    /// every step of a run of names and values gives the same bytes (or the
+    /// same error, with the buffer untouched) as the uncached encoder, even
+    /// when the cache is handed between encoders of different profiles.
+    #[test]
+    fn cached_encoding_agrees_with_uncached(
+        steps in prop::collection::vec(
+            (
+                prop_oneof![
+                    Just(String::from("message")),
+                    Just(String::from("__proto__")),
+                    Just(String::new()),
+                    Just(String::from("ping")),
+                    Just("x".repeat(300)),
+                    any::<String>(),
+                ],
+                arb_json(),
+                0usize..3,
+            ),
+            1..12,
+        ),
+    ) {
+        let encoders = [
+            FrameEncoder::new(CodecConfig::fast()).unwrap(),
+            FrameEncoder::new(CodecConfig::guarded()).unwrap(),
+            FrameEncoder::new(CodecConfig::fast().with_legacy_v9_payloads(true)).unwrap(),
+        ];
+        let mut cache = HeadCache::default();
+        let (mut cached, mut plain) = (BytesMut::new(), BytesMut::new());
+        for (event, data, which) in &steps {
+            let enc = &encoders[*which];
+            let a = enc.encode_cached(&mut cache, event, Some(data), &mut cached);
+            let b = enc.encode(event, Some(data), &mut plain);
+            prop_assert_eq!(a.map_err(|e| e.code()), b.map_err(|e| e.code()));
+            prop_assert_eq!(&cached[..], &plain[..]);
+        }
     }
 
     /// On valid JSON objects the parser agrees with serde_json's Value.

@@ -24,7 +24,7 @@ use crate::ext::{
 };
 use crate::handlers::{DispatchCache, HandlerId};
 use crate::link::{FrameReader, ReadEvent};
-use crate::outbox::{write_loop, Arena, Outbox, SendError, SyncGate, WriterExit};
+use crate::outbox::{write_loop, EmitError, Outbox, SendError, SyncGate, WriterExit};
 use crate::retry::{OnClose, OnTimer, RetryConfig, RetryState};
 
 /// Everything a [`Client`] is configured with.
@@ -140,7 +140,6 @@ struct Inner {
     sync_gate: Option<Arc<SyncGate>>,
     task: Mutex<Option<JoinHandle<()>>>,
     calls: Arc<Calls>,
-    arena: Arena,
     requests: RequestHandlers<()>,
     topics: Mutex<BTreeSet<String>>,
     /// The server sent `ipcx.end` with `reconnect: false`.
@@ -243,7 +242,6 @@ impl Client {
                 sync_gate: config.sync.then(|| Arc::new(SyncGate::default())),
                 task: Mutex::new(None),
                 calls: Arc::new(Calls::default()),
-                arena: Arena::default(),
                 requests: RequestHandlers::default(),
                 topics: Mutex::new(BTreeSet::new()),
                 refused_reconnect: AtomicBool::new(false),
@@ -333,18 +331,14 @@ impl Client {
         self.inner.events.stream()
     }
 
-    fn encode<T: Serialize + ?Sized>(
-        &self,
-        event: &str,
-        data: Option<&T>,
-    ) -> Result<Bytes, ClientError> {
-        self.inner
-            .arena
-            .encode(&self.inner.encoder, event, data)
-            .map_err(|source| ClientError::Encode {
+    fn emit_error(&self, e: EmitError) -> ClientError {
+        match e {
+            EmitError::Encode(source) => ClientError::Encode {
                 endpoint: self.inner.name.clone(),
                 source,
-            })
+            },
+            EmitError::Send(e) => self.send_error(e),
+        }
     }
 
     fn send_error(&self, e: SendError) -> ClientError {
@@ -371,14 +365,20 @@ impl Client {
         event: &str,
         data: &T,
     ) -> Result<(), ClientError> {
-        let frame = self.encode(event, Some(data))?;
-        self.send_frame(frame).await
+        self.inner
+            .outbox
+            .emit(&self.inner.encoder, event, Some(data))
+            .await
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Sends an event without data (`data` becomes `{}`, as node-ipc does).
     pub async fn emit_empty(&self, event: &str) -> Result<(), ClientError> {
-        let frame = self.encode::<()>(event, None)?;
-        self.send_frame(frame).await
+        self.inner
+            .outbox
+            .emit::<()>(&self.inner.encoder, event, None)
+            .await
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Like [`Client::emit`] but fails with `ERR_IPC_BACKPRESSURE` instead of
@@ -388,11 +388,10 @@ impl Client {
         event: &str,
         data: &T,
     ) -> Result<(), ClientError> {
-        let frame = self.encode(event, Some(data))?;
         self.inner
             .outbox
-            .try_send(frame)
-            .map_err(|e| self.send_error(e))
+            .try_emit(&self.inner.encoder, event, Some(data))
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Raw profile: sends the bytes as they are.

@@ -1,17 +1,22 @@
 //! The bounded outbound queue of one endpoint and the writer that drains it.
 //!
-//! Senders push complete, already encoded frames ([`Bytes`]); the queue is
-//! bounded in **bytes**. [`Outbox::send`] waits for room (backpressure),
-//! [`Outbox::try_send`] fails with [`SendError::Full`] instead. Nothing is
-//! ever dropped silently: a frame is either written to the transport, or
-//! handed back to the caller, or counted in what [`Outbox::abort`] returns.
+//! Frames reach the queue two ways: [`Outbox::emit`] encodes an event
+//! straight into the queue's own buffer (no allocation and no copy per
+//! frame), and [`Outbox::send`] queues an already encoded frame ([`Bytes`],
+//! e.g. one broadcast frame shared by every connection). The queue is bounded
+//! in **bytes**: `emit` and `send` wait for room (backpressure), `try_emit`
+//! and `try_send` fail with [`SendError::Full`] instead. Nothing is ever
+//! dropped silently: a frame is either written to the transport, or handed
+//! back to the caller, or counted in what [`Outbox::abort`] returns.
 //!
 //! [`write_loop`] is the writer task's body: it takes *everything* queued at
-//! once, coalesces small frames into one buffer, writes with as few syscalls
-//! as the kernel allows and flushes only when the queue is empty. When the
-//! transport fails, the frames that were not completely written go back to the
-//! front of the queue, in order, so a client can send them on its next
-//! connection exactly once (a peer discards a partial frame at EOF).
+//! once — frames encoded in place come as one buffer and are written from it
+//! directly; runs of small separate frames are coalesced — writes with as few
+//! syscalls as the kernel allows and flushes only when the queue is empty.
+//! The queue knows where every frame ends, so when the transport fails the
+//! frames that were not completely written go back to the front of the
+//! queue, in order, and a client sends them on its next connection exactly
+//! once (a peer discards a partial frame at EOF).
 //!
 //! The same type serves `ipc-server` (one outbox per connection) and
 //! `ipc-client` (one outbox per client, surviving reconnects).
@@ -20,49 +25,29 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use ipc_proto::{FrameEncoder, HeadCache, ProtocolError};
+use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, TryAcquireError};
 use tokio_util::sync::CancellationToken;
 
-/// Frames up to this size are copied into the coalescing buffer; larger ones
+/// Chunks up to this size are copied into the coalescing buffer; larger ones
 /// are written straight from their own memory.
 const COALESCE_MAX_FRAME: usize = 16 * 1024;
 /// Target size of one coalesced write.
 const COALESCE_TARGET: usize = 256 * 1024;
-
-/// A shared encode buffer: frames are split off one large allocation
-/// instead of costing an allocation each (the allocation is freed when the
-/// last frame cut from it has been written).
-#[derive(Debug, Default)]
-pub struct Arena {
-    buf: Mutex<BytesMut>,
-}
-
-/// How much a refill of an [`Arena`] reserves.
-const ARENA_CHUNK: usize = 64 * 1024;
-
-impl Arena {
-    /// Encodes one frame with `encoder` and returns it as its own `Bytes`.
-    pub fn encode<T: serde::Serialize + ?Sized>(
-        &self,
-        encoder: &ipc_proto::FrameEncoder,
-        event: &str,
-        data: Option<&T>,
-    ) -> Result<Bytes, ipc_proto::ProtocolError> {
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(ARENA_CHUNK);
-        }
-        encoder.encode(event, data, &mut buf)?;
-        Ok(buf.split().freeze())
-    }
-}
+/// The in-place buffer grows by at least this much (and by doubling).
+const TAIL_MIN: usize = 4 * 1024;
+/// An in-place buffer larger than this is let go once the writer has taken
+/// its frames, so one burst of large frames does not pin memory.
+const TAIL_KEEP_MAX: usize = 256 * 1024;
 
 /// Why a frame was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The queue holds `capacity` bytes already (only from `try_send`).
+    /// The queue holds `capacity` bytes already (only from `try_send` and
+    /// `try_emit`).
     #[error("outbound queue full ({queued} of {capacity} bytes queued)")]
     Full {
         /// The frame that was not queued.
@@ -89,13 +74,43 @@ impl SendError {
     }
 }
 
+/// Why [`Outbox::emit`] or [`Outbox::try_emit`] did not queue an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The event could not be encoded (name refused, data not JSON, frame
+    /// too large); nothing was queued.
+    #[error(transparent)]
+    Encode(#[from] ProtocolError),
+    /// The frame was encoded but not queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    /// Queued frames not taken by the writer, oldest first, as buffers of
+    /// one or more whole frames; the frames in `tail` come after them.
+    chunks: VecDeque<Bytes>,
+    /// Frames encoded in place by `emit`, after every chunk.
+    tail: BytesMut,
+    /// The length of every queued frame (chunks, then tail), oldest first.
+    lens: VecDeque<usize>,
+    /// The checked frame head of the last event name emitted.
+    heads: HeadCache,
     queued_bytes: usize,
     /// Frames taken by the writer and not yet written or returned.
     in_flight: usize,
     closed: bool,
+}
+
+impl State {
+    /// Moves the frames encoded in place into a chunk of their own.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            let chunk = self.tail.split().freeze();
+            self.chunks.push_back(chunk);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -118,6 +133,14 @@ fn cost(len: usize, capacity: usize) -> u32 {
     // A frame larger than the whole queue takes all of it (it waits until the
     // queue is empty) instead of never fitting.
     len.clamp(1, capacity).min(u32::MAX as usize) as u32
+}
+
+/// What [`Outbox::encode_now`] did with a frame.
+enum Encoded {
+    Queued,
+    /// No room now: the frame, and the room it needs.
+    Wait(Bytes, u32),
+    Closed(Bytes),
 }
 
 impl Outbox {
@@ -152,7 +175,7 @@ impl Outbox {
     /// Frames queued and not yet written (including those being written).
     pub fn queued_frames(&self) -> usize {
         let s = self.state();
-        s.frames.len() + s.in_flight
+        s.lens.len() + s.in_flight
     }
 
     /// Whether [`Outbox::close`] or [`Outbox::abort`] was called.
@@ -167,9 +190,13 @@ impl Outbox {
             self.shared.space.add_permits(permits as usize);
             return Err(SendError::Closed { frame });
         }
+        let was_empty = s.lens.is_empty();
+        s.seal();
         s.queued_bytes += frame.len();
-        let was_empty = s.frames.is_empty();
-        s.frames.push_back(frame);
+        s.lens.push_back(frame.len());
+        if !frame.is_empty() {
+            s.chunks.push_back(frame);
+        }
         drop(s);
         // A non-empty queue has not been taken by the writer yet: it takes
         // this frame with the others, so only the first frame needs a wake-up.
@@ -188,9 +215,13 @@ impl Outbox {
                 p.forget();
                 return self.push(frame, n);
             }
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
+            Err(TryAcquireError::NoPermits) => {}
         }
+        self.send_when_room(frame, n).await
+    }
+
+    async fn send_when_room(&self, frame: Bytes, n: u32) -> Result<(), SendError> {
         match self.shared.space.acquire_many(n).await {
             Ok(p) => p.forget(),
             Err(_) => return Err(SendError::Closed { frame }),
@@ -203,17 +234,92 @@ impl Outbox {
         let n = cost(frame.len(), self.shared.capacity);
         match self.shared.space.try_acquire_many(n) {
             Ok(p) => p.forget(),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
-                let queued = self.queued_bytes();
-                return Err(SendError::Full {
-                    frame,
-                    queued,
-                    capacity: self.shared.capacity,
-                });
-            }
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
+            Err(TryAcquireError::NoPermits) => return Err(self.full(frame)),
         }
         self.push(frame, n)
+    }
+
+    fn full(&self, frame: Bytes) -> SendError {
+        SendError::Full {
+            frame,
+            queued: self.queued_bytes(),
+            capacity: self.shared.capacity,
+        }
+    }
+
+    /// Encodes `{"type":event,"data":data}` with `encoder` into the queue's
+    /// own buffer and queues it if there is room; otherwise hands the frame
+    /// back. `encoder` should be the same on every call: the last event
+    /// name's checked head is remembered (see [`FrameEncoder::encode_cached`]).
+    fn encode_now<T: Serialize + ?Sized>(
+        &self,
+        encoder: &FrameEncoder,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<Encoded, ProtocolError> {
+        let mut guard = self.state();
+        let s = &mut *guard;
+        let start = s.tail.len();
+        if s.tail.capacity() - start < 512 {
+            // Doubling keeps the copies a regrow makes linear overall.
+            s.tail.reserve(start.max(TAIL_MIN));
+        }
+        encoder.encode_cached(&mut s.heads, event, data, &mut s.tail)?;
+        let len = s.tail.len() - start;
+        if s.closed {
+            return Ok(Encoded::Closed(s.tail.split_off(start).freeze()));
+        }
+        let n = cost(len, self.shared.capacity);
+        match self.shared.space.try_acquire_many(n) {
+            Ok(p) => p.forget(),
+            Err(TryAcquireError::Closed) => {
+                return Ok(Encoded::Closed(s.tail.split_off(start).freeze()))
+            }
+            Err(TryAcquireError::NoPermits) => {
+                return Ok(Encoded::Wait(s.tail.split_off(start).freeze(), n))
+            }
+        }
+        let was_empty = s.lens.is_empty();
+        s.lens.push_back(len);
+        s.queued_bytes += len;
+        drop(guard);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(Encoded::Queued)
+    }
+
+    /// Encodes `{"type":event,"data":data}` (`data: None` sends `{}`) with
+    /// `encoder` straight into the queue and queues it, waiting while the
+    /// queue is full. Use one encoder per outbox: the checked head of the
+    /// last event name is kept for the next frame.
+    pub async fn emit<T: Serialize + ?Sized>(
+        &self,
+        encoder: &FrameEncoder,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<(), EmitError> {
+        match self.encode_now(encoder, event, data)? {
+            Encoded::Queued => Ok(()),
+            Encoded::Closed(frame) => Err(SendError::Closed { frame }.into()),
+            Encoded::Wait(frame, n) => Ok(self.send_when_room(frame, n).await?),
+        }
+    }
+
+    /// Like [`Outbox::emit`] but fails with [`SendError::Full`] (holding the
+    /// encoded frame) instead of waiting.
+    pub fn try_emit<T: Serialize + ?Sized>(
+        &self,
+        encoder: &FrameEncoder,
+        event: &str,
+        data: Option<&T>,
+    ) -> Result<(), EmitError> {
+        match self.encode_now(encoder, event, data)? {
+            Encoded::Queued => Ok(()),
+            Encoded::Closed(frame) => Err(SendError::Closed { frame }.into()),
+            Encoded::Wait(frame, _) => Err(self.full(frame).into()),
+        }
     }
 
     /// Refuses new frames; what is queued is still written by the writer,
@@ -229,9 +335,11 @@ impl Outbox {
     pub fn abort(&self) -> (usize, usize) {
         let mut s = self.state();
         s.closed = true;
-        let frames = s.frames.len();
+        let frames = s.lens.len();
         let bytes = s.queued_bytes;
-        s.frames.clear();
+        s.chunks.clear();
+        s.lens.clear();
+        s.tail = BytesMut::new();
         s.queued_bytes = 0;
         drop(s);
         self.shared.space.close();
@@ -244,20 +352,31 @@ impl Outbox {
     /// returns false; returns how many were dropped.
     pub fn retain(&self, mut keep: impl FnMut(&Bytes) -> bool) -> usize {
         let mut s = self.state();
+        s.seal();
+        let lens = std::mem::take(&mut s.lens);
+        let mut chunks = std::mem::take(&mut s.chunks).into_iter();
+        let mut current = Bytes::new();
         let mut dropped = 0;
         let mut freed_bytes = 0;
         let mut permits = 0usize;
         let capacity = self.shared.capacity;
-        s.frames.retain(|f| {
-            if keep(f) {
-                true
+        for len in lens {
+            if current.is_empty() && len > 0 {
+                // Frames never straddle chunks.
+                current = chunks.next().unwrap_or_default();
+            }
+            let frame = current.split_to(len.min(current.len()));
+            if keep(&frame) {
+                s.lens.push_back(len);
+                if !frame.is_empty() {
+                    s.chunks.push_back(frame);
+                }
             } else {
                 dropped += 1;
-                freed_bytes += f.len();
-                permits += cost(f.len(), capacity) as usize;
-                false
+                freed_bytes += len;
+                permits += cost(len, capacity) as usize;
             }
-        });
+        }
         s.queued_bytes = s.queued_bytes.saturating_sub(freed_bytes);
         drop(s);
         if permits > 0 && !self.shared.space.is_closed() {
@@ -275,7 +394,7 @@ impl Outbox {
             idle.as_mut().enable();
             {
                 let s = self.state();
-                if s.frames.is_empty() && s.in_flight == 0 {
+                if s.lens.is_empty() && s.in_flight == 0 {
                     return;
                 }
             }
@@ -284,32 +403,51 @@ impl Outbox {
     }
 
     /// Takes up to `max` queued frames for writing.
-    fn take(&self, into: &mut Vec<Bytes>, max: usize) -> Taken {
+    fn take(&self, into: &mut Batch, max: usize) -> Taken {
         let mut s = self.state();
-        if s.frames.is_empty() {
+        if s.lens.is_empty() {
             return if s.closed {
                 Taken::Closed
             } else {
                 Taken::Empty
             };
         }
-        let n = s.frames.len().min(max);
-        into.extend(s.frames.drain(..n));
-        s.in_flight = into.len();
+        s.seal();
+        if s.tail.capacity() > TAIL_KEEP_MAX {
+            s.tail = BytesMut::new();
+        }
+        if max >= s.lens.len() {
+            into.chunks.extend(s.chunks.drain(..));
+            into.lens.extend(s.lens.drain(..));
+        } else {
+            let mut need: usize = s.lens.iter().take(max).sum();
+            into.lens.extend(s.lens.drain(..max));
+            while need > 0 {
+                let Some(front) = s.chunks.front_mut() else {
+                    break;
+                };
+                if front.len() <= need {
+                    need -= front.len();
+                    if let Some(c) = s.chunks.pop_front() {
+                        into.chunks.push(c);
+                    }
+                } else {
+                    into.chunks.push(front.split_to(need));
+                    need = 0;
+                }
+            }
+        }
+        s.in_flight = into.lens.len();
         Taken::Some
     }
 
-    /// These frames of the taken batch were written completely.
-    fn written(&self, frames: &[Bytes]) {
-        let bytes: usize = frames.iter().map(Bytes::len).sum();
-        let permits: usize = frames
-            .iter()
-            .map(|f| cost(f.len(), self.shared.capacity) as usize)
-            .sum();
+    /// `frames` frames of the taken batch, `bytes` long and holding
+    /// `permits` of room, were written completely.
+    fn written(&self, frames: usize, bytes: usize, permits: usize) {
         let mut s = self.state();
-        s.in_flight = s.in_flight.saturating_sub(frames.len());
+        s.in_flight = s.in_flight.saturating_sub(frames);
         s.queued_bytes = s.queued_bytes.saturating_sub(bytes);
-        let idle = s.frames.is_empty() && s.in_flight == 0;
+        let idle = s.lens.is_empty() && s.in_flight == 0;
         drop(s);
         if permits > 0 && !self.shared.space.is_closed() {
             self.shared.space.add_permits(permits);
@@ -320,17 +458,54 @@ impl Outbox {
     }
 
     /// Puts frames that were taken but not written back at the front.
-    fn requeue(&self, frames: Vec<Bytes>) {
+    fn requeue(&self, batch: &mut Batch) {
         let mut s = self.state();
         s.in_flight = 0;
-        for f in frames.into_iter().rev() {
-            s.frames.push_front(f);
+        for c in batch.chunks.drain(..).rev() {
+            s.chunks.push_front(c);
         }
-        let idle = s.frames.is_empty();
+        for l in batch.lens.drain(..).rev() {
+            s.lens.push_front(l);
+        }
+        let idle = s.lens.is_empty();
         drop(s);
         if idle {
             self.shared.idle.notify_waiters();
         }
+    }
+}
+
+/// Whole frames taken by the writer: `chunks` hold exactly the frames whose
+/// lengths `lens` lists, back to back.
+#[derive(Debug, Default)]
+struct Batch {
+    chunks: Vec<Bytes>,
+    lens: Vec<usize>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.lens.clear();
+    }
+
+    /// Removes the first `frames` frames, `bytes` long in all.
+    fn drop_front(&mut self, frames: usize, mut bytes: usize) {
+        self.lens.drain(..frames);
+        let mut whole = 0;
+        for c in &mut self.chunks {
+            if bytes == 0 {
+                break;
+            }
+            if c.len() <= bytes {
+                bytes -= c.len();
+                whole += 1;
+            } else {
+                c.advance(bytes);
+                bytes = 0;
+            }
+        }
+        self.chunks.drain(..whole);
     }
 }
 
@@ -406,7 +581,7 @@ pub async fn write_loop<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    let mut batch = Batch::default();
     // Grown on first use: an idle connection holds no write buffer.
     let mut buf = BytesMut::new();
     loop {
@@ -454,17 +629,18 @@ where
                 return WriterExit::Drained;
             }
         }
+        let mut progress = Progress::new(outbox);
         let result = tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(None),
-            r = write_batch(outbox, w, &mut batch, &mut buf) => r.map_err(Some),
+            r = write_batch(w, &batch, &mut buf, &mut progress) => r.map_err(Some),
         };
         match result {
             Ok(()) => batch.clear(),
             Err(e) => {
-                // `write_batch` removed the frames it completed; what is left
-                // was not (completely) written.
-                outbox.requeue(std::mem::take(&mut batch));
+                // What is left was not (completely) written.
+                batch.drop_front(progress.frames, progress.end);
+                outbox.requeue(&mut batch);
                 if let Some(g) = sync {
                     // The frame in flight was not delivered: let it go again.
                     g.put_back();
@@ -478,72 +654,100 @@ where
     }
 }
 
-/// Writes `batch`; on error, `batch` holds exactly the frames not completely
-/// written (completed ones were removed and accounted for).
+/// How much of a batch is written, reported to the outbox frame by frame.
+struct Progress<'a> {
+    outbox: &'a Outbox,
+    /// Bytes of the batch written.
+    pos: usize,
+    /// Frames of the batch completely written, and where the last one ends.
+    frames: usize,
+    end: usize,
+}
+
+impl<'a> Progress<'a> {
+    fn new(outbox: &'a Outbox) -> Self {
+        Progress {
+            outbox,
+            pos: 0,
+            frames: 0,
+            end: 0,
+        }
+    }
+
+    /// `n` more bytes of the batch (frame lengths `lens`) were written.
+    fn advance(&mut self, lens: &[usize], n: usize) {
+        self.pos += n;
+        let capacity = self.outbox.shared.capacity;
+        let (mut frames, mut bytes, mut permits) = (0, 0, 0);
+        while let Some(&len) = lens.get(self.frames) {
+            if self.end + len > self.pos {
+                break;
+            }
+            self.end += len;
+            self.frames += 1;
+            frames += 1;
+            bytes += len;
+            permits += cost(len, capacity) as usize;
+        }
+        if frames > 0 {
+            self.outbox.written(frames, bytes, permits);
+        }
+    }
+}
+
+/// Writes `batch`, reporting each completed frame through `progress`.
 async fn write_batch<W>(
-    outbox: &Outbox,
     w: &mut W,
-    batch: &mut Vec<Bytes>,
+    batch: &Batch,
     buf: &mut BytesMut,
+    progress: &mut Progress<'_>,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    let mut done = 0; // frames of `batch` completely written
+    let lens = &batch.lens[..];
+    // Empty frames at the front are complete already.
+    progress.advance(lens, 0);
+    let chunks = &batch.chunks[..];
     let mut i = 0;
-    while i < batch.len() {
-        // Coalesce a run of small frames.
-        buf.clear();
-        let start = i;
-        while i < batch.len()
-            && batch[i].len() <= COALESCE_MAX_FRAME
-            && (buf.is_empty() || buf.len() + batch[i].len() <= COALESCE_TARGET)
-        {
-            buf.extend_from_slice(&batch[i]);
+    while i < chunks.len() {
+        let small = |c: &Bytes| c.len() <= COALESCE_MAX_FRAME;
+        if small(&chunks[i]) && chunks.get(i + 1).is_some_and(small) {
+            // Coalesce a run of small chunks into one write.
+            buf.clear();
+            while i < chunks.len()
+                && small(&chunks[i])
+                && (buf.is_empty() || buf.len() + chunks[i].len() <= COALESCE_TARGET)
+            {
+                buf.extend_from_slice(&chunks[i]);
+                i += 1;
+            }
+            write_all(w, buf, lens, progress).await?;
+        } else {
+            // One chunk, written from its own memory.
+            write_all(w, &chunks[i], lens, progress).await?;
             i += 1;
         }
-        if i > start {
-            let ends: Vec<usize> = batch[start..i]
-                .iter()
-                .scan(0usize, |acc, f| {
-                    *acc += f.len();
-                    Some(*acc)
-                })
-                .collect();
-            let mut pos = 0;
-            let mut reported = 0;
-            while pos < buf.len() {
-                match w.write(&buf[pos..]).await {
-                    Ok(0) => {
-                        batch.drain(..done);
-                        return Err(io::ErrorKind::WriteZero.into());
-                    }
-                    Ok(n) => {
-                        pos += n;
-                        // Account for the frames that are now complete.
-                        let complete = ends.partition_point(|&e| e <= pos);
-                        if complete > reported {
-                            outbox.written(&batch[start + reported..start + complete]);
-                            done += complete - reported;
-                            reported = complete;
-                        }
-                    }
-                    Err(e) => {
-                        batch.drain(..done);
-                        return Err(e);
-                    }
-                }
+    }
+    Ok(())
+}
+
+async fn write_all<W>(
+    w: &mut W,
+    mut data: &[u8],
+    lens: &[usize],
+    progress: &mut Progress<'_>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    while !data.is_empty() {
+        match w.write(data).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => {
+                data = &data[n..];
+                progress.advance(lens, n);
             }
-        } else {
-            // One large frame, written from its own memory.
-            let frame = batch[i].clone();
-            if let Err(e) = w.write_all(&frame).await {
-                batch.drain(..done);
-                return Err(e);
-            }
-            outbox.written(std::slice::from_ref(&frame));
-            done += 1;
-            i += 1;
         }
     }
     Ok(())
@@ -714,5 +918,238 @@ mod tests {
         assert!(bytes > 0);
         assert!(outbox.is_closed());
         outbox.flushed().await;
+    }
+
+    fn encoder() -> FrameEncoder {
+        FrameEncoder::new(ipc_proto::CodecConfig::fast()).unwrap()
+    }
+
+    /// Frame `i` the way `emit` encodes it.
+    fn emitted(i: usize) -> Vec<u8> {
+        format!("{{\"type\":\"m\",\"data\":{i}}}\x0c").into_bytes()
+    }
+
+    /// Queues frames 0..n, every third one as a ready `Bytes` frame and the
+    /// others encoded in place; returns the bytes a peer must receive.
+    async fn queue_mixed(outbox: &Outbox, enc: &FrameEncoder, n: usize) -> Vec<Vec<u8>> {
+        queue_some(outbox, enc, n, 3).await
+    }
+
+    /// Queues frames 0..n, every `every`th one (none for 0) as a ready
+    /// `Bytes` frame and the others encoded in place.
+    async fn queue_some(
+        outbox: &Outbox,
+        enc: &FrameEncoder,
+        n: usize,
+        every: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        for i in 0..n {
+            if every > 0 && i % every == 0 {
+                outbox.send(frame(i)).await.unwrap();
+            } else {
+                outbox.emit(enc, "m", Some(&i)).await.unwrap();
+            }
+            frames.push(emitted(i));
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn emitted_and_sent_frames_keep_their_order() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 20);
+        let frames = queue_mixed(&outbox, &enc, 1000).await;
+        assert_eq!(outbox.queued_frames(), 1000);
+        let total: usize = frames.iter().map(Vec::len).sum();
+        assert_eq!(outbox.queued_bytes(), total);
+        let (mut a, mut b) = tokio::io::duplex(1 << 12);
+        outbox.close();
+        let o2 = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        assert_eq!(got, frames.concat());
+        assert_eq!(outbox.queued_bytes(), 0);
+        assert_eq!(outbox.queued_frames(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failure_inside_an_emitted_run_requeues_exactly_the_unwritten_frames() {
+        let enc = encoder();
+        for (cut_frame, every) in [
+            (0usize, 3),
+            (1, 3),
+            (2, 3),
+            (4, 3),
+            (5, 3),
+            (37, 3),
+            (0, 0),
+            (23, 0),
+        ] {
+            let outbox = Outbox::new(1 << 20);
+            let frames = queue_some(&outbox, &enc, 60, every).await;
+            // Fail in the middle of frame `cut_frame`.
+            let cut = frames[..cut_frame].iter().map(Vec::len).sum::<usize>() + 3;
+            let mut w = Failing {
+                limit: cut,
+                written: Vec::new(),
+            };
+            assert!(matches!(
+                write_loop(&outbox, &mut w, false, &CancellationToken::new(), None).await,
+                WriterExit::Failed(_)
+            ));
+            assert_eq!(outbox.queued_frames(), 60 - cut_frame, "cut in {cut_frame}");
+            let rest: usize = frames[cut_frame..].iter().map(Vec::len).sum();
+            assert_eq!(outbox.queued_bytes(), rest);
+            // More frames after the failure go behind the requeued ones.
+            outbox.emit(&enc, "m", Some(&60)).await.unwrap();
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
+            outbox.close();
+            assert!(matches!(
+                write_loop(&outbox, &mut a, true, &CancellationToken::new(), None).await,
+                WriterExit::Drained
+            ));
+            drop(a);
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            let mut expected = frames[cut_frame..].concat();
+            expected.extend_from_slice(&emitted(60));
+            assert_eq!(got, expected, "cut in {cut_frame}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sync_gate_takes_one_frame_at_a_time_out_of_an_emitted_run() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 20);
+        let frames = queue_mixed(&outbox, &enc, 7).await;
+        let gate = Arc::new(SyncGate::default());
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let (o2, g2) = (outbox.clone(), gate.clone());
+        let writer = tokio::spawn(async move {
+            write_loop(&o2, &mut a, true, &CancellationToken::new(), Some(&g2)).await
+        });
+        for (i, f) in frames.iter().enumerate() {
+            let mut got = vec![0u8; f.len()];
+            b.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, f, "frame {i}");
+            assert_eq!(outbox.queued_frames(), frames.len() - i - 1);
+            gate.release();
+        }
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        let mut rest = Vec::new();
+        b.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retain_sees_every_frame_of_an_emitted_run() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 20);
+        let frames = queue_mixed(&outbox, &enc, 30).await;
+        let mut seen = Vec::new();
+        let dropped = outbox.retain(|f| {
+            seen.push(f.to_vec());
+            seen.len() % 2 == 0
+        });
+        assert_eq!(seen, frames);
+        assert_eq!(dropped, 15);
+        let kept: Vec<Vec<u8>> = frames.iter().skip(1).step_by(2).cloned().collect();
+        assert_eq!(outbox.queued_frames(), 15);
+        assert_eq!(
+            outbox.queued_bytes(),
+            kept.iter().map(Vec::len).sum::<usize>()
+        );
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        outbox.close();
+        write_loop(&outbox, &mut a, true, &CancellationToken::new(), None).await;
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, kept.concat());
+    }
+
+    #[tokio::test]
+    async fn emit_applies_backpressure_and_reports_what_it_could_not_queue() {
+        let enc = encoder();
+        let one = emitted(1).len();
+        let outbox = Outbox::new(2 * one);
+        outbox.emit(&enc, "m", Some(&1)).await.unwrap();
+        outbox.try_emit(&enc, "m", Some(&1)).unwrap();
+        match outbox.try_emit(&enc, "m", Some(&1)) {
+            Err(EmitError::Send(SendError::Full {
+                frame,
+                queued,
+                capacity,
+            })) => {
+                assert_eq!(&frame[..], &emitted(1)[..]);
+                assert_eq!((queued, capacity), (2 * one, 2 * one));
+            }
+            other => panic!("expected Full, got {other:?}"),
+        }
+        // A name the encoder refuses queues nothing.
+        assert!(matches!(
+            outbox.try_emit(&enc, "__proto__", Some(&1)),
+            Err(EmitError::Encode(_))
+        ));
+        assert_eq!(outbox.queued_frames(), 2);
+        // `emit` waits until the writer frees room, then goes behind the rest.
+        let o2 = outbox.clone();
+        let e2 = enc.clone();
+        let waiting = tokio::spawn(async move { o2.emit(&e2, "m", Some(&2)).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let o3 = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o3, &mut a, true, &CancellationToken::new(), None).await
+        });
+        waiting.await.unwrap().unwrap();
+        outbox.flushed().await;
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, [emitted(1), emitted(1), emitted(2)].concat());
+        // Closed: the frame comes back; abort counts emitted frames.
+        match outbox.emit(&enc, "m", Some(&3)).await {
+            Err(EmitError::Send(SendError::Closed { frame })) => {
+                assert_eq!(&frame[..], &emitted(3)[..])
+            }
+            other => panic!("expected Closed, got {other:?}"),
+        }
+        let other = Outbox::new(1 << 20);
+        queue_mixed(&other, &enc, 10).await;
+        assert_eq!(other.abort().0, 10);
+        assert_eq!(other.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn empty_frames_are_accounted_for() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 10);
+        outbox.send(Bytes::new()).await.unwrap();
+        outbox.emit(&enc, "m", Some(&1)).await.unwrap();
+        outbox.send(Bytes::new()).await.unwrap();
+        assert_eq!(outbox.queued_frames(), 3);
+        let (mut a, mut b) = tokio::io::duplex(1 << 10);
+        let o2 = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), outbox.flushed())
+            .await
+            .unwrap();
+        assert_eq!(outbox.queued_frames(), 0);
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, emitted(1));
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ipc_client::ext::{self, names, CallError, CallFailure, Calls, Response};
-use ipc_client::outbox::{Arena, Outbox, SendError};
+use ipc_client::outbox::{EmitError, Outbox, SendError};
 use ipc_proto::FrameEncoder;
 use ipc_transport::PeerInfo;
 use serde::Serialize;
@@ -28,7 +28,6 @@ pub(crate) struct SocketInner {
     pub(crate) peer_id: Mutex<Option<String>>,
     pub(crate) calls: Arc<Calls>,
     pub(crate) topics: Mutex<BTreeSet<String>>,
-    arena: Arena,
 }
 
 /// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
@@ -76,7 +75,6 @@ impl Socket {
                 peer_id: Mutex::new(None),
                 calls: Arc::new(Calls::default()),
                 topics: Mutex::new(BTreeSet::new()),
-                arena: Arena::default(),
             }),
         }
     }
@@ -120,18 +118,14 @@ impl Socket {
         self.inner.outbox.queued_bytes()
     }
 
-    fn encode<T: Serialize + ?Sized>(
-        &self,
-        event: &str,
-        data: Option<&T>,
-    ) -> Result<Bytes, ServerError> {
-        self.inner
-            .arena
-            .encode(&self.inner.encoder, event, data)
-            .map_err(|source| ServerError::Encode {
+    fn emit_error(&self, e: EmitError) -> ServerError {
+        match e {
+            EmitError::Encode(source) => ServerError::Encode {
                 peer: self.inner.label.clone(),
                 source,
-            })
+            },
+            EmitError::Send(e) => self.send_error(e),
+        }
     }
 
     pub(crate) fn send_error(&self, e: SendError) -> ServerError {
@@ -156,14 +150,20 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), ServerError> {
-        let frame = self.encode(event, Some(data))?;
-        self.send_frame(frame).await
+        self.inner
+            .outbox
+            .emit(&self.inner.encoder, event, Some(data))
+            .await
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Sends an event without data (`data` becomes `{}`).
     pub async fn emit_empty(&self, event: &str) -> Result<(), ServerError> {
-        let frame = self.encode::<()>(event, None)?;
-        self.send_frame(frame).await
+        self.inner
+            .outbox
+            .emit::<()>(&self.inner.encoder, event, None)
+            .await
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Like [`Socket::emit`] but fails with `ERR_IPC_BACKPRESSURE` instead of
@@ -173,8 +173,10 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), ServerError> {
-        let frame = self.encode(event, Some(data))?;
-        self.try_send_frame(frame)
+        self.inner
+            .outbox
+            .try_emit(&self.inner.encoder, event, Some(data))
+            .map_err(|e| self.emit_error(e))
     }
 
     /// Raw profile: sends the bytes as they are.

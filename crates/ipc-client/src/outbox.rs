@@ -37,8 +37,12 @@ use tokio_util::sync::CancellationToken;
 const COALESCE_MAX_FRAME: usize = 16 * 1024;
 /// Target size of one coalesced write.
 const COALESCE_TARGET: usize = 256 * 1024;
-/// The in-place buffer grows by at least this much (and by doubling).
+/// The in-place buffer starts at this size and grows by doubling…
 const TAIL_MIN: usize = 4 * 1024;
+/// …up to this size; then a new buffer starts.
+const TAIL_CHUNK: usize = 64 * 1024;
+/// At most this many chunks go into one vectored write.
+const MAX_IOVECS: usize = 64;
 /// An in-place buffer larger than this is let go once the writer has taken
 /// its frames, so one burst of large frames does not pin memory.
 const TAIL_KEEP_MAX: usize = 256 * 1024;
@@ -104,6 +108,22 @@ struct State {
 }
 
 impl State {
+    /// Makes room for at least `n` more bytes in `tail`. A small tail grows
+    /// by doubling; a full-size one becomes a chunk and a fresh buffer of
+    /// the same size starts, so a long run is never copied to regrow.
+    fn make_room(&mut self, n: usize) {
+        let len = self.tail.len();
+        if self.tail.capacity() - len >= n {
+            return;
+        }
+        if len >= TAIL_CHUNK {
+            self.seal();
+            self.tail.reserve(n.max(TAIL_CHUNK));
+        } else {
+            self.tail.reserve(len.max(TAIL_MIN).max(n));
+        }
+    }
+
     /// Moves the frames encoded in place into a chunk of their own.
     fn seal(&mut self) {
         if !self.tail.is_empty() {
@@ -240,6 +260,45 @@ impl Outbox {
         self.push(frame, n)
     }
 
+    /// Queues `frame` if there is room now, like [`Outbox::try_send`], but
+    /// a small frame is copied in with the emitted frames rather than
+    /// shared: a broadcast to many connections then costs each of them one
+    /// copy and no reference counting, and their writers send it along
+    /// with their other frames.
+    pub fn try_send_copy(&self, frame: &Bytes) -> Result<(), SendError> {
+        if frame.len() > COALESCE_MAX_FRAME {
+            return self.try_send(frame.clone());
+        }
+        let n = cost(frame.len(), self.shared.capacity);
+        match self.shared.space.try_acquire_many(n) {
+            Ok(p) => p.forget(),
+            Err(TryAcquireError::Closed) => {
+                return Err(SendError::Closed {
+                    frame: frame.clone(),
+                })
+            }
+            Err(TryAcquireError::NoPermits) => return Err(self.full(frame.clone())),
+        }
+        let mut s = self.state();
+        if s.closed {
+            drop(s);
+            self.shared.space.add_permits(n as usize);
+            return Err(SendError::Closed {
+                frame: frame.clone(),
+            });
+        }
+        let was_empty = s.lens.is_empty();
+        s.make_room(frame.len());
+        s.tail.extend_from_slice(frame);
+        s.lens.push_back(frame.len());
+        s.queued_bytes += frame.len();
+        drop(s);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
     fn full(&self, frame: Bytes) -> SendError {
         SendError::Full {
             frame,
@@ -260,11 +319,9 @@ impl Outbox {
     ) -> Result<Encoded, ProtocolError> {
         let mut guard = self.state();
         let s = &mut *guard;
+        // (Making room may move what the tail holds into a chunk.)
+        s.make_room(512);
         let start = s.tail.len();
-        if s.tail.capacity() - start < 512 {
-            // Doubling keeps the copies a regrow makes linear overall.
-            s.tail.reserve(start.max(TAIL_MIN));
-        }
         encoder.encode_cached(&mut s.heads, event, data, &mut s.tail)?;
         let len = s.tail.len() - start;
         if s.closed {
@@ -723,10 +780,55 @@ where
                 i += 1;
             }
             write_all(w, buf, lens, progress).await?;
+        } else if w.is_write_vectored()
+            && !small(&chunks[i])
+            && chunks.get(i + 1).is_some_and(|c| !small(c))
+        {
+            // A run of large chunks, written from their own memory together.
+            let end = (i + MAX_IOVECS).min(chunks.len());
+            let run = chunks[i..end].iter().take_while(|c| !small(c)).count();
+            write_all_vectored(w, &chunks[i..i + run], lens, progress).await?;
+            i += run;
         } else {
             // One chunk, written from its own memory.
             write_all(w, &chunks[i], lens, progress).await?;
             i += 1;
+        }
+    }
+    Ok(())
+}
+
+async fn write_all_vectored<W>(
+    w: &mut W,
+    chunks: &[Bytes],
+    lens: &[usize],
+    progress: &mut Progress<'_>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let mut first = 0; // the first chunk not completely written
+    let mut skip = 0; // bytes of it already written
+    while first < chunks.len() {
+        let slices: Vec<io::IoSlice<'_>> =
+            std::iter::once(io::IoSlice::new(&chunks[first][skip..]))
+                .chain(chunks[first + 1..].iter().map(|c| io::IoSlice::new(c)))
+                .collect();
+        let mut n = match w.write_vectored(&slices).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => n,
+        };
+        progress.advance(lens, n);
+        while n > 0 {
+            let left = chunks[first].len() - skip;
+            if n >= left {
+                n -= left;
+                first += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
         }
     }
     Ok(())
@@ -1151,5 +1253,160 @@ mod tests {
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, emitted(1));
+    }
+
+    #[tokio::test]
+    async fn copied_frames_queue_in_order_and_are_bounded_like_shared_ones() {
+        let enc = encoder();
+        let outbox = Outbox::new(4 << 20);
+        let big = Bytes::from(vec![b'b'; COALESCE_MAX_FRAME + 1]);
+        let mut expected = Vec::new();
+        for i in 0..300 {
+            match i % 4 {
+                0 => outbox.try_send_copy(&frame(i)).unwrap(),
+                1 => outbox.emit(&enc, "m", Some(&i)).await.unwrap(),
+                2 => outbox.send(frame(i)).await.unwrap(),
+                _ => outbox.try_send_copy(&big).unwrap(),
+            }
+            expected.push(if i % 4 == 3 { big.to_vec() } else { emitted(i) });
+        }
+        assert_eq!(outbox.queued_frames(), 300);
+        let total: usize = expected.iter().map(Vec::len).sum();
+        assert_eq!(outbox.queued_bytes(), total);
+        let (mut a, mut b) = tokio::io::duplex(1 << 14);
+        let o2 = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        outbox.close();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        assert_eq!(reader.await.unwrap(), expected.concat());
+        match outbox.try_send_copy(&frame(1)) {
+            Err(SendError::Closed { frame: f }) => assert_eq!(f, frame(1)),
+            other => panic!("expected Closed, got {other:?}"),
+        }
+        // Full: the frame comes back and nothing is queued.
+        let small = Outbox::new(frame(1).len());
+        small.try_send_copy(&frame(1)).unwrap();
+        match small.try_send_copy(&frame(2)) {
+            Err(SendError::Full { frame: f, .. }) => assert_eq!(f, frame(2)),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(small.queued_frames(), 1);
+    }
+
+    /// A vectored writer taking at most `per_call` bytes per call and
+    /// failing once `limit` bytes are written.
+    struct Vectored {
+        per_call: usize,
+        limit: usize,
+        written: Vec<u8>,
+        vectored_calls: usize,
+    }
+
+    impl AsyncWrite for Vectored {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let room = self.limit - self.written.len();
+            if room == 0 {
+                return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if bufs.len() > 1 {
+                self.vectored_calls += 1;
+            }
+            let mut take = room.min(self.per_call);
+            let mut n = 0;
+            for b in bufs {
+                let k = take.min(b.len());
+                self.written.extend_from_slice(&b[..k]);
+                take -= k;
+                n += k;
+                if take == 0 {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn long_emitted_runs_go_out_in_vectored_writes_and_requeue_exactly() {
+        let enc = encoder();
+        // Enough frames for several full-size in-place buffers.
+        let n = 3 * TAIL_CHUNK / 20;
+        for cut_frame in [None, Some(0), Some(n / 3), Some(n - 1)] {
+            let outbox = Outbox::new(16 << 20);
+            // A small separate frame first: a small chunk before large ones.
+            outbox.send(frame(7)).await.unwrap();
+            let mut frames = vec![emitted(7)];
+            frames.extend(queue_some(&outbox, &enc, n - 1, 0).await);
+            let total: usize = frames.iter().map(Vec::len).sum();
+            let limit = match cut_frame {
+                None => usize::MAX,
+                Some(k) => frames[..k].iter().map(Vec::len).sum::<usize>() + 1,
+            };
+            let mut w = Vectored {
+                per_call: 50_000,
+                limit,
+                written: Vec::new(),
+                vectored_calls: 0,
+            };
+            if cut_frame.is_none() {
+                outbox.close();
+            }
+            let exit = write_loop(&outbox, &mut w, false, &CancellationToken::new(), None).await;
+            match cut_frame {
+                None => {
+                    assert!(matches!(exit, WriterExit::Drained));
+                    assert_eq!(w.written.len(), total);
+                    assert_eq!(w.written, frames.concat());
+                    assert!(w.vectored_calls > 0, "no vectored write");
+                }
+                Some(k) => {
+                    assert!(matches!(exit, WriterExit::Failed(_)));
+                    assert_eq!(outbox.queued_frames(), n - k);
+                    let (mut a, mut b) = tokio::io::duplex(1 << 16);
+                    outbox.close();
+                    let o2 = outbox.clone();
+                    let writer = tokio::spawn(async move {
+                        write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
+                    });
+                    let mut got = Vec::new();
+                    b.read_to_end(&mut got).await.unwrap();
+                    assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+                    assert_eq!(got, frames[k..].concat(), "cut in {k}");
+                }
+            }
+        }
     }
 }

@@ -75,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) id: u64,
     finder: Finder<'static>,
     single: Option<u8>,
+    /// The one-byte delimiter, when it is a byte [`scan::first_special`]
+    /// stops at (the default form feed is).
+    special: Option<u8>,
     timeout: Option<Duration>,
 }
 
@@ -93,6 +96,7 @@ impl Shared {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             finder,
             single,
+            special: single.filter(|&b| crate::scan::is_frame_special(b)),
             timeout,
         }))
     }
@@ -131,6 +135,9 @@ pub struct FrameDecoder {
     /// The last event name decoded (and accepted by the name rules): a run
     /// of messages with the same name reuses it instead of validating it again.
     last_event: Option<SmolStr>,
+    /// The buffer up to `scanned` holds no control byte, backslash or
+    /// non-ASCII byte (so a frame ending right after it needs no sanitizing).
+    plain: bool,
 }
 
 impl FrameDecoder {
@@ -145,6 +152,7 @@ impl FrameDecoder {
             scanned: 0,
             partial_since: None,
             last_event: None,
+            plain: true,
         }
     }
 
@@ -182,9 +190,24 @@ impl FrameDecoder {
         }
         let dlen = cfg.delimiter.len();
         let hay = buf.get(self.scanned..).unwrap_or_default();
-        let found = match shared.single {
-            Some(b) => memchr::memchr(b, hay),
-            None => shared.finder.find(hay),
+        let found = match (shared.special, shared.single) {
+            (Some(d), _) => match crate::scan::first_special(hay) {
+                // Nothing special before the delimiter: a plain frame.
+                Some(rel) if hay[rel] == d => Some(rel),
+                Some(rel) => {
+                    self.plain = false;
+                    memchr::memchr(d, &hay[rel..]).map(|r| rel + r)
+                }
+                None => None,
+            },
+            (None, Some(b)) => {
+                self.plain = false;
+                memchr::memchr(b, hay)
+            }
+            (None, None) => {
+                self.plain = false;
+                shared.finder.find(hay)
+            }
         };
         match found {
             Some(rel) => {
@@ -192,12 +215,13 @@ impl FrameDecoder {
                 let frame = buf.split_to(pos);
                 buf.advance(dlen);
                 self.scanned = 0;
+                let plain = std::mem::replace(&mut self.plain, true);
                 self.partial_since = if buf.is_empty() {
                     None
                 } else {
                     shared.timeout.map(|_| now)
                 };
-                match decode_frame(frame, cfg, Some(&mut self.last_event)) {
+                match decode_frame(frame, cfg, Some(&mut self.last_event), plain) {
                     Ok(m) => Ok(Some(Inbound::Message(m))),
                     Err(e) => {
                         self.fail(buf);
@@ -282,6 +306,7 @@ impl FrameDecoder {
     /// Forgets the scan position and the timer (the caller clears its buffer).
     pub fn reset(&mut self) {
         self.scanned = 0;
+        self.plain = true;
         self.partial_since = None;
     }
 
@@ -306,11 +331,14 @@ fn timeout_error() -> ProtocolError {
 /// Size check, UTF-8/surrogate rules, envelope parse, name rules.
 /// `last_event`, when given, is the name of the previous message of the
 /// stream: an identical name is reused (it passed the name rules already),
-/// and a new accepted name replaces it.
+/// and a new accepted name replaces it. `plain`: the caller has seen that
+/// the frame holds no control byte, backslash or non-ASCII byte (so the
+/// UTF-8 and escape rules have nothing to do).
 pub(crate) fn decode_frame(
     frame: BytesMut,
     cfg: &CodecConfig,
     last_event: Option<&mut Option<SmolStr>>,
+    plain: bool,
 ) -> Result<Message, ProtocolError> {
     if cfg.profile.is_guarded() && frame.len() > cfg.max_message_size {
         return Err(ProtocolError::frame_too_large(
@@ -324,7 +352,12 @@ pub(crate) fn decode_frame(
             "frame exceeds max_partial_bytes",
         ));
     }
-    let (frame, clean) = sanitize(frame, cfg)?;
+    let (frame, clean) = if plain {
+        debug_assert!(crate::scan::first_special(&frame).is_none());
+        (frame, true)
+    } else {
+        sanitize(frame, cfg)?
+    };
     let frame = frame.freeze();
     let parts = envelope::parse_bytes(&frame, cfg.max_json_depth, clean)?;
     if let (Some(Some(name)), EventName::Span(r)) = (last_event.as_deref(), &parts.event) {

@@ -197,7 +197,7 @@ impl MsgpackCodec {
         self.json.encode(&name, env.data.as_ref(), &mut frame)?;
         let delim = self.config.delimiter.len();
         frame.truncate(frame.len() - delim);
-        decode_frame(frame, &self.config, None)
+        decode_frame(frame, &self.config, None, false)
     }
 
     /// When the partial-frame timer fires, if armed.

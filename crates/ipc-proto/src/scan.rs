@@ -76,6 +76,37 @@ pub(crate) fn classify(s: &[u8]) -> Classes {
     }
 }
 
+/// Whether [`first_special`] stops at `b`.
+#[inline]
+pub(crate) fn is_frame_special(b: u8) -> bool {
+    b < 0x20 || b == b'\\' || b >= 0x80
+}
+
+/// The position of the first byte below 0x20, backslash or ≥ 0x80. With a
+/// delimiter that is itself such a byte (the default form feed), one pass
+/// finds the end of a frame *and* shows that the frame before it needs no
+/// UTF-8 check and no escape handling.
+#[inline]
+pub(crate) fn first_special(s: &[u8]) -> Option<usize> {
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let x = word(c);
+        // A borrow in the bit tricks can only flag bytes above a real
+        // match, so the lowest flagged byte is exact.
+        let m = below(x, 0x20) | equal(x, b'\\') | (x & HIGH);
+        if m != 0 {
+            return Some(at + (m.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| is_frame_special(b))
+        .map(|p| at + p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +126,11 @@ mod tests {
         let c = classify(s);
         assert_eq!(c.non_ascii, high, "{s:?}");
         assert_eq!(c.ctrl_or_backslash, other, "{s:?}");
+        assert_eq!(
+            first_special(s),
+            s.iter().position(|&b| is_frame_special(b)),
+            "{s:?}"
+        );
     }
 
     #[test]

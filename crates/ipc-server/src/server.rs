@@ -10,7 +10,7 @@ use std::time::Duration;
 #[cfg(feature = "udp")]
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use ipc_client::ext::{
     self, names, CallError, Flow, HandshakeMode, Hello, Request, RequestHandlers,
 };
@@ -19,7 +19,7 @@ use ipc_client::link::{FrameReader, ReadEvent};
 use ipc_client::outbox::{write_loop, SendError, WriterExit};
 use ipc_client::Dispatcher;
 use ipc_client::EventStream;
-use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, Inbound, Message, UdpLimits};
+use ipc_proto::{CodecConfig, FrameDecoder, FrameEncoder, HeadCache, Inbound, Message, UdpLimits};
 use ipc_transport::{Endpoint, Incoming, ListenOptions, Listener};
 use serde::Deserialize;
 use serde::Serialize;
@@ -158,7 +158,21 @@ struct Inner {
     requests: RequestHandlers<Peer>,
     subs: Mutex<HashMap<String, Arc<Vec<Socket>>>>,
     hello_check: Mutex<Option<HelloCheck>>,
+    /// Where broadcast and publish frames are encoded.
+    scratch: Mutex<Scratch>,
 }
+
+/// One buffer frames are cut from (no allocation per frame while the
+/// previous ones have been let go), and the checked head of the last event
+/// name.
+#[derive(Default)]
+struct Scratch {
+    heads: HeadCache,
+    buf: BytesMut,
+}
+
+/// A scratch buffer larger than this (after a large frame) is let go.
+const SCRATCH_KEEP_MAX: usize = 256 * 1024;
 
 type HelloCheck = Arc<dyn Fn(&Socket, &Hello) -> Result<(), String> + Send + Sync>;
 
@@ -249,6 +263,7 @@ impl Server {
                 requests: RequestHandlers::default(),
                 subs: Mutex::new(HashMap::new()),
                 hello_check: Mutex::new(None),
+                scratch: Mutex::new(Scratch::default()),
                 config,
             }),
         })
@@ -476,13 +491,23 @@ impl Server {
         data: &T,
         peer: &str,
     ) -> Result<Bytes, ServerError> {
+        let mut scratch = lock(&self.inner.scratch);
+        let Scratch { heads, buf } = &mut *scratch;
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(4096);
+        }
         self.inner
             .encoder
-            .encode_to_bytes(event, Some(data))
+            .encode_cached(heads, event, Some(data), buf)
             .map_err(|source| ServerError::Encode {
                 peer: peer.to_owned(),
                 source,
-            })
+            })?;
+        let frame = buf.split().freeze();
+        if buf.capacity() > SCRATCH_KEEP_MAX {
+            *buf = BytesMut::new();
+        }
+        Ok(frame)
     }
 
     /// Sends one event to every connected peer, encoding it once. Never
@@ -696,7 +721,7 @@ impl Inner {
         let mut sent = 0;
         let mut slow = Vec::new();
         for s in sockets.iter().filter(|s| Some(*s) != skip) {
-            match s.inner.outbox.try_send(frame.clone()) {
+            match s.inner.outbox.try_send_copy(frame) {
                 Ok(()) => sent += 1,
                 Err(e @ SendError::Full { .. }) => slow.push((s.clone(), s.send_error(e))),
                 // Closing: its end is reported by its own task.

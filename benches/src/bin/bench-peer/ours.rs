@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipc_client::{Client, ClientConfig, ClientEvent};
-use ipc_server::{Peer, Server, ServerConfig, ServerEvent};
+use ipc_server::{Peer, Server, ServerConfig};
 use ipc_transport::{ConnectOptions, Endpoint, ListenOptions, UdpFamily};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -130,27 +130,27 @@ async fn server(args: &Args, workload: &str) -> Result<(), String> {
             }
         });
     }
-    let mut events = (workload == "w2").then(|| server.events());
+    if workload == "w2" {
+        // Echo every message back to its sender from a handler, as a
+        // node-ipc server does (`server.on(type, (data, socket) => …)`).
+        server.on_message("message", |message, from| {
+            let echoed = std::str::from_utf8(message.data_json().unwrap_or(b"{}"))
+                .map_err(|e| e.to_string())
+                .and_then(|json| serde_json::from_str::<&RawValue>(json).map_err(|e| e.to_string()))
+                .and_then(|data| match from.socket() {
+                    Some(socket) => socket
+                        .try_emit(message.event(), data)
+                        .map_err(|e| e.to_string()),
+                    None => Err("not a stream peer".into()),
+                });
+            if let Err(e) = echoed {
+                emit(json!({"ev":"error","message":e}));
+            }
+        });
+    }
     server.start().await.map_err(|e| e.to_string())?;
     emit(json!({"ev":"ready"}));
     match workload {
-        "w2" => {
-            let Some(events) = events.as_mut() else {
-                return Ok(());
-            };
-            // Echo every message back to its sender.
-            while let Some(ev) = events.recv().await {
-                if let ServerEvent::Message { from, message } = ev {
-                    let data: Box<RawValue> = message.data().map_err(|e| e.to_string())?;
-                    if let Some(socket) = from.socket() {
-                        socket
-                            .emit(message.event(), &data)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-            }
-        }
         "w3" => {
             hellos.notified().await;
             emit(json!({"ev":"start","start_us":now_us()}));
@@ -200,26 +200,34 @@ async fn w2_client(args: &Args) -> Result<(), String> {
     let mut events = client.events();
     client.start();
     client.connected().await.map_err(|e| e.to_string())?;
-    let mut samples = Vec::with_capacity(args.n as usize);
-    for i in 0..args.warm + args.n {
-        let t0 = Instant::now();
-        client
-            .emit("message", STANDARD_PAYLOAD)
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            match events.recv().await {
-                Some(ClientEvent::Message(_)) => break,
-                Some(_) => {}
-                None => return Err("event stream ended".into()),
+    let (n, warm) = (args.n, args.warm);
+    // The round trips run in a task of their own, as an application's
+    // would: the connection's reader wakes it without a trip through the
+    // runtime's driver (which waking the `block_on` future costs).
+    let rounds = tokio::spawn(async move {
+        let mut samples = Vec::with_capacity(n as usize);
+        for i in 0..warm + n {
+            let t0 = Instant::now();
+            client
+                .emit("message", STANDARD_PAYLOAD)
+                .await
+                .map_err(|e| e.to_string())?;
+            loop {
+                match events.recv().await {
+                    Some(ClientEvent::Message(_)) => break,
+                    Some(_) => {}
+                    None => return Err("event stream ended".to_string()),
+                }
+            }
+            if i >= warm {
+                samples.push(t0.elapsed().as_nanos() as u64);
             }
         }
-        if i >= args.warm {
-            samples.push(t0.elapsed().as_nanos() as u64);
-        }
-    }
+        std::mem::forget(client);
+        Ok(samples)
+    });
+    let mut samples = rounds.await.map_err(|e| e.to_string())??;
     emit(latency_summary(&mut samples));
-    std::mem::forget(client);
     Ok(())
 }
 

@@ -124,7 +124,7 @@ impl FrameEncoder {
         event: &str,
         data: Option<&T>,
     ) -> Result<Bytes, ProtocolError> {
-        let mut dst = BytesMut::with_capacity(64 + event.len());
+        let mut dst = BytesMut::with_capacity(128 + event.len());
         self.encode(event, data, &mut dst)?;
         Ok(dst.freeze())
     }

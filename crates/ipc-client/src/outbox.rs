@@ -943,25 +943,71 @@ mod tests {
         assert_eq!(got, big);
     }
 
-    /// A writer that accepts `limit` bytes and then fails.
+    /// A writer that accepts `limit` bytes, at most `per_call` per call,
+    /// and then fails; `vectored` ones take several buffers per call.
     struct Failing {
         limit: usize,
+        per_call: usize,
+        vectored: bool,
         written: Vec<u8>,
+        vectored_calls: usize,
+    }
+
+    impl Failing {
+        fn new(limit: usize) -> Self {
+            Failing {
+                limit,
+                per_call: 7,
+                vectored: false,
+                written: Vec::new(),
+                vectored_calls: 0,
+            }
+        }
+
+        fn vectored(limit: usize, per_call: usize) -> Self {
+            Failing {
+                per_call,
+                vectored: true,
+                ..Failing::new(limit)
+            }
+        }
     }
 
     impl AsyncWrite for Failing {
         fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
             mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
-            buf: &[u8],
+            bufs: &[io::IoSlice<'_>],
         ) -> std::task::Poll<io::Result<usize>> {
             let room = self.limit - self.written.len();
             if room == 0 {
                 return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
-            let n = room.min(buf.len()).min(7);
-            self.written.extend_from_slice(&buf[..n]);
+            if bufs.len() > 1 {
+                self.vectored_calls += 1;
+            }
+            let mut take = room.min(self.per_call);
+            let mut n = 0;
+            for b in bufs {
+                let k = take.min(b.len());
+                self.written.extend_from_slice(&b[..k]);
+                take -= k;
+                n += k;
+                if take == 0 || !self.vectored {
+                    break;
+                }
+            }
             std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
         }
         fn poll_flush(
             self: std::pin::Pin<&mut Self>,
@@ -986,10 +1032,7 @@ mod tests {
         }
         // Fail in the middle of frame 3.
         let cut = frames[..3].iter().map(|f| f.len()).sum::<usize>() + 5;
-        let mut w = Failing {
-            limit: cut,
-            written: Vec::new(),
-        };
+        let mut w = Failing::new(cut);
         assert!(matches!(
             write_loop(&outbox, &mut w, false, &CancellationToken::new(), None).await,
             WriterExit::Failed(_)
@@ -1096,10 +1139,7 @@ mod tests {
             let frames = queue_some(&outbox, &enc, 60, every).await;
             // Fail in the middle of frame `cut_frame`.
             let cut = frames[..cut_frame].iter().map(Vec::len).sum::<usize>() + 3;
-            let mut w = Failing {
-                limit: cut,
-                written: Vec::new(),
-            };
+            let mut w = Failing::new(cut);
             assert!(matches!(
                 write_loop(&outbox, &mut w, false, &CancellationToken::new(), None).await,
                 WriterExit::Failed(_)
@@ -1300,65 +1340,6 @@ mod tests {
         assert_eq!(small.queued_frames(), 1);
     }
 
-    /// A vectored writer taking at most `per_call` bytes per call and
-    /// failing once `limit` bytes are written.
-    struct Vectored {
-        per_call: usize,
-        limit: usize,
-        written: Vec<u8>,
-        vectored_calls: usize,
-    }
-
-    impl AsyncWrite for Vectored {
-        fn poll_write(
-            self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-            buf: &[u8],
-        ) -> std::task::Poll<io::Result<usize>> {
-            self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
-        }
-        fn poll_write_vectored(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            bufs: &[io::IoSlice<'_>],
-        ) -> std::task::Poll<io::Result<usize>> {
-            let room = self.limit - self.written.len();
-            if room == 0 {
-                return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-            }
-            if bufs.len() > 1 {
-                self.vectored_calls += 1;
-            }
-            let mut take = room.min(self.per_call);
-            let mut n = 0;
-            for b in bufs {
-                let k = take.min(b.len());
-                self.written.extend_from_slice(&b[..k]);
-                take -= k;
-                n += k;
-                if take == 0 {
-                    break;
-                }
-            }
-            std::task::Poll::Ready(Ok(n))
-        }
-        fn is_write_vectored(&self) -> bool {
-            true
-        }
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-    }
-
     #[tokio::test]
     async fn long_emitted_runs_go_out_in_vectored_writes_and_requeue_exactly() {
         let enc = encoder();
@@ -1375,12 +1356,7 @@ mod tests {
                 None => usize::MAX,
                 Some(k) => frames[..k].iter().map(Vec::len).sum::<usize>() + 1,
             };
-            let mut w = Vectored {
-                per_call: 50_000,
-                limit,
-                written: Vec::new(),
-                vectored_calls: 0,
-            };
+            let mut w = Failing::vectored(limit, 50_000);
             if cut_frame.is_none() {
                 outbox.close();
             }

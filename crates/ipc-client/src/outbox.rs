@@ -1039,15 +1039,7 @@ mod tests {
         ));
         assert_eq!(outbox.queued_frames(), 47);
         // The next connection gets frames 3.. exactly once, in order.
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        outbox.close();
-        assert!(matches!(
-            write_loop(&outbox, &mut a, true, &CancellationToken::new(), None).await,
-            WriterExit::Drained
-        ));
-        drop(a);
-        let mut got = Vec::new();
-        b.read_to_end(&mut got).await.unwrap();
+        let got = drain(&outbox).await;
         let expected: Vec<u8> = frames[3..].iter().flat_map(|f| f.to_vec()).collect();
         assert_eq!(got, expected);
     }
@@ -1063,6 +1055,21 @@ mod tests {
         assert!(bytes > 0);
         assert!(outbox.is_closed());
         outbox.flushed().await;
+    }
+
+    /// Closes `outbox` and writes what it holds to a pipe: the bytes a
+    /// peer receives (the writer must drain cleanly).
+    async fn drain(outbox: &Outbox) -> Vec<u8> {
+        let (mut a, mut b) = tokio::io::duplex(1 << 14);
+        outbox.close();
+        let o2 = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
+        });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        got
     }
 
     fn encoder() -> FrameEncoder {
@@ -1108,15 +1115,7 @@ mod tests {
         assert_eq!(outbox.queued_frames(), 1000);
         let total: usize = frames.iter().map(Vec::len).sum();
         assert_eq!(outbox.queued_bytes(), total);
-        let (mut a, mut b) = tokio::io::duplex(1 << 12);
-        outbox.close();
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
-        let mut got = Vec::new();
-        b.read_to_end(&mut got).await.unwrap();
-        assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+        let got = drain(&outbox).await;
         assert_eq!(got, frames.concat());
         assert_eq!(outbox.queued_bytes(), 0);
         assert_eq!(outbox.queued_frames(), 0);
@@ -1149,15 +1148,7 @@ mod tests {
             assert_eq!(outbox.queued_bytes(), rest);
             // More frames after the failure go behind the requeued ones.
             outbox.emit(&enc, "m", Some(&60)).await.unwrap();
-            let (mut a, mut b) = tokio::io::duplex(1 << 16);
-            outbox.close();
-            assert!(matches!(
-                write_loop(&outbox, &mut a, true, &CancellationToken::new(), None).await,
-                WriterExit::Drained
-            ));
-            drop(a);
-            let mut got = Vec::new();
-            b.read_to_end(&mut got).await.unwrap();
+            let got = drain(&outbox).await;
             let mut expected = frames[cut_frame..].concat();
             expected.extend_from_slice(&emitted(60));
             assert_eq!(got, expected, "cut in {cut_frame}");
@@ -1207,13 +1198,7 @@ mod tests {
             outbox.queued_bytes(),
             kept.iter().map(Vec::len).sum::<usize>()
         );
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        outbox.close();
-        write_loop(&outbox, &mut a, true, &CancellationToken::new(), None).await;
-        drop(a);
-        let mut got = Vec::new();
-        b.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, kept.concat());
+        assert_eq!(drain(&outbox).await, kept.concat());
     }
 
     #[tokio::test]
@@ -1371,15 +1356,7 @@ mod tests {
                 Some(k) => {
                     assert!(matches!(exit, WriterExit::Failed(_)));
                     assert_eq!(outbox.queued_frames(), n - k);
-                    let (mut a, mut b) = tokio::io::duplex(1 << 16);
-                    outbox.close();
-                    let o2 = outbox.clone();
-                    let writer = tokio::spawn(async move {
-                        write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-                    });
-                    let mut got = Vec::new();
-                    b.read_to_end(&mut got).await.unwrap();
-                    assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
+                    let got = drain(&outbox).await;
                     assert_eq!(got, frames[k..].concat(), "cut in {k}");
                 }
             }

@@ -41,6 +41,10 @@ const COALESCE_TARGET: usize = 256 * 1024;
 const TAIL_MIN: usize = 4 * 1024;
 /// …up to this size; then a new buffer starts.
 const TAIL_CHUNK: usize = 64 * 1024;
+/// [`Outbox::try_send_copy`] copies frames up to this size and shares
+/// larger ones (a fan-out to many connections then never multiplies a
+/// large frame in memory).
+const COPY_MAX_FRAME: usize = 1024;
 /// At most this many chunks go into one vectored write.
 const MAX_IOVECS: usize = 64;
 /// An in-place buffer larger than this is let go once the writer has taken
@@ -261,12 +265,12 @@ impl Outbox {
     }
 
     /// Queues `frame` if there is room now, like [`Outbox::try_send`], but
-    /// a small frame is copied in with the emitted frames rather than
-    /// shared: a broadcast to many connections then costs each of them one
+    /// a small frame (up to 1 KiB) is copied in with the emitted frames
+    /// rather than shared: a broadcast to many connections then costs each of them one
     /// copy and no reference counting, and their writers send it along
     /// with their other frames.
     pub fn try_send_copy(&self, frame: &Bytes) -> Result<(), SendError> {
-        if frame.len() > COALESCE_MAX_FRAME {
+        if frame.len() > COPY_MAX_FRAME {
             return self.try_send(frame.clone());
         }
         let n = cost(frame.len(), self.shared.capacity);
@@ -1284,7 +1288,7 @@ mod tests {
     async fn copied_frames_queue_in_order_and_are_bounded_like_shared_ones() {
         let enc = encoder();
         let outbox = Outbox::new(4 << 20);
-        let big = Bytes::from(vec![b'b'; COALESCE_MAX_FRAME + 1]);
+        let big = Bytes::from(vec![b'b'; COPY_MAX_FRAME + 1]);
         let mut expected = Vec::new();
         for i in 0..300 {
             match i % 4 {

@@ -801,7 +801,7 @@ async fn run_connection(
     };
     let (rd, mut wr) = stream.into_split();
     let conn = inner.explicit.child_token();
-    let mut reader = FrameReader::new(rd, decoder);
+    let mut reader = FrameReader::new(rd, decoder, conn.clone());
     let mut dispatch_cache = DispatchCache::default();
     // What must precede every queued message on a new connection: the hello
     // and the renewal of subscriptions.
@@ -815,7 +815,7 @@ async fn run_connection(
         }
     }
     if inner.config.handshake == HandshakeMode::Required {
-        if let Err(e) = await_welcome(inner, &mut reader, &conn).await {
+        if let Err(e) = await_welcome(inner, &mut reader).await {
             return Some(e);
         }
     }
@@ -840,7 +840,7 @@ async fn run_connection(
     loop {
         let ev = match (&inner.sync_gate, inner.config.sync_timeout) {
             (Some(gate), Some(limit)) if !gate.is_ready() => {
-                match tokio::time::timeout(limit, idle.read(&mut reader, &conn)).await {
+                match tokio::time::timeout(limit, idle.read(&mut reader)).await {
                     Ok(ev) => ev,
                     Err(_) => {
                         gate.release();
@@ -853,7 +853,7 @@ async fn run_connection(
                     }
                 }
             }
-            _ => idle.read(&mut reader, &conn).await,
+            _ => idle.read(&mut reader).await,
         };
         let Some(ev) = ev else {
             failure = Some(ClientError::Idle {
@@ -933,11 +933,10 @@ impl IdleTimer {
     async fn read<R: tokio::io::AsyncRead + Unpin>(
         &self,
         reader: &mut FrameReader<R>,
-        conn: &CancellationToken,
     ) -> Option<ReadEvent> {
         match self.deadline {
-            Some(d) => tokio::time::timeout_at(d, reader.next(conn)).await.ok(),
-            None => Some(reader.next(conn).await),
+            Some(d) => tokio::time::timeout_at(d, reader.next()).await.ok(),
+            None => Some(reader.next().await),
         }
     }
 }
@@ -993,7 +992,6 @@ fn preface(inner: &Inner) -> Vec<u8> {
 async fn await_welcome<R: tokio::io::AsyncRead + Unpin>(
     inner: &Inner,
     reader: &mut FrameReader<R>,
-    conn: &CancellationToken,
 ) -> Result<(), ClientError> {
     let fail = |code, reason: String| ClientError::Handshake {
         endpoint: inner.name.clone(),
@@ -1001,7 +999,7 @@ async fn await_welcome<R: tokio::io::AsyncRead + Unpin>(
         reason,
     };
     let limit = inner.config.handshake_timeout;
-    let ev = match tokio::time::timeout(limit, reader.next(conn)).await {
+    let ev = match tokio::time::timeout(limit, reader.next()).await {
         Ok(ev) => ev,
         Err(_) => {
             return Err(fail(

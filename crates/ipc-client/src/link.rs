@@ -5,12 +5,13 @@
 //! [`FrameReader::next`] and dispatch what it returns.
 
 use std::io;
+use std::pin::Pin;
 use std::time::Instant;
 
 use bytes::BytesMut;
 use ipc_proto::{FrameDecoder, Inbound, ProtocolError};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The read buffer's room for the first read; it grows while reads fill it,
 /// up to [`READ_CHUNK_MAX`], so idle connections stay small.
@@ -35,10 +36,14 @@ pub enum ReadEvent {
     Cancelled,
 }
 
-/// A connection's read half plus its decoder.
+/// A connection's read half plus its decoder, ended by a cancellation token.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     rd: R,
+    cancel: CancellationToken,
+    /// Waits for `cancel` across calls to [`FrameReader::next`]: it registers
+    /// with the token once, not once per read.
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     buf: BytesMut,
     dec: FrameDecoder,
     eof: bool,
@@ -49,10 +54,13 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Wraps a read half.
-    pub fn new(rd: R, dec: FrameDecoder) -> Self {
+    /// Wraps a read half; [`FrameReader::next`] returns
+    /// [`ReadEvent::Cancelled`] once `cancel` fires.
+    pub fn new(rd: R, dec: FrameDecoder, cancel: CancellationToken) -> Self {
         FrameReader {
             rd,
+            cancelled: Box::pin(cancel.clone().cancelled_owned()),
+            cancel,
             buf: BytesMut::new(),
             dec,
             eof: false,
@@ -69,7 +77,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next item, reading from the transport only when the buffer holds
     /// no complete frame. Cancel-safe: nothing is lost if the future is
     /// dropped before it completes.
-    pub async fn next(&mut self, cancel: &CancellationToken) -> ReadEvent {
+    pub async fn next(&mut self) -> ReadEvent {
         loop {
             if self.eof {
                 return ReadEvent::Eof;
@@ -83,10 +91,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.reserve(self.chunk);
             }
             let room = self.buf.capacity() - self.buf.len();
+            // Checked once per read, not per frame: a peer that keeps the
+            // socket readable cannot hold off a cancellation, and a read that
+            // completes at once never polls the cancellation future.
+            if self.cancel.is_cancelled() {
+                return ReadEvent::Cancelled;
+            }
             let deadline = self.dec.deadline().map(tokio::time::Instant::from_std);
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return ReadEvent::Cancelled,
                 r = self.rd.read_buf(&mut self.buf) => match r {
                     Ok(0) => {
                         self.eof = true;
@@ -104,6 +117,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     }
                     Err(e) => return ReadEvent::Io(e),
                 },
+                _ = self.cancelled.as_mut() => return ReadEvent::Cancelled,
                 _ = sleep_until_opt(deadline) => {
                     self.now = Instant::now();
                     if let Err(e) = self.dec.check_timeout(self.now) {

@@ -24,6 +24,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ipc_proto::{FrameEncoder, HeadCache, ProtocolError};
@@ -109,6 +110,12 @@ struct State {
     /// Frames taken by the writer and not yet written or returned.
     in_flight: usize,
     closed: bool,
+    /// The writer, when it found the queue empty and waits for a frame (or
+    /// the close). Whoever queues next takes it and wakes it.
+    writer: Option<Waker>,
+    /// Callers waiting in [`Outbox::flushed`]: only then does the writer
+    /// signal that the queue went idle.
+    flush_waiters: usize,
 }
 
 impl State {
@@ -142,7 +149,6 @@ struct Shared {
     state: Mutex<State>,
     space: Semaphore,
     capacity: usize,
-    wake: Notify,
     idle: Notify,
 }
 
@@ -176,7 +182,6 @@ impl Outbox {
                 state: Mutex::new(State::default()),
                 space: Semaphore::new(capacity),
                 capacity,
-                wake: Notify::new(),
                 idle: Notify::new(),
             }),
         }
@@ -214,19 +219,13 @@ impl Outbox {
             self.shared.space.add_permits(permits as usize);
             return Err(SendError::Closed { frame });
         }
-        let was_empty = s.lens.is_empty();
         s.seal();
         s.queued_bytes += frame.len();
         s.lens.push_back(frame.len());
         if !frame.is_empty() {
             s.chunks.push_back(frame);
         }
-        drop(s);
-        // A non-empty queue has not been taken by the writer yet: it takes
-        // this frame with the others, so only the first frame needs a wake-up.
-        if was_empty {
-            self.shared.wake.notify_one();
-        }
+        wake(s);
         Ok(())
     }
 
@@ -291,15 +290,11 @@ impl Outbox {
                 frame: frame.clone(),
             });
         }
-        let was_empty = s.lens.is_empty();
         s.make_room(frame.len());
         s.tail.extend_from_slice(frame);
         s.lens.push_back(frame.len());
         s.queued_bytes += frame.len();
-        drop(s);
-        if was_empty {
-            self.shared.wake.notify_one();
-        }
+        wake(s);
         Ok(())
     }
 
@@ -341,13 +336,9 @@ impl Outbox {
                 return Ok(Encoded::Wait(s.tail.split_off(start).freeze(), n))
             }
         }
-        let was_empty = s.lens.is_empty();
         s.lens.push_back(len);
         s.queued_bytes += len;
-        drop(guard);
-        if was_empty {
-            self.shared.wake.notify_one();
-        }
+        wake(guard);
         Ok(Encoded::Queued)
     }
 
@@ -386,9 +377,10 @@ impl Outbox {
     /// Refuses new frames; what is queued is still written by the writer,
     /// which then finishes.
     pub fn close(&self) {
-        self.state().closed = true;
+        let mut s = self.state();
+        s.closed = true;
         self.shared.space.close();
-        self.shared.wake.notify_one();
+        wake(s);
     }
 
     /// Closes and drops everything still queued; returns how many frames (and
@@ -402,9 +394,8 @@ impl Outbox {
         s.lens.clear();
         s.tail = BytesMut::new();
         s.queued_bytes = 0;
-        drop(s);
         self.shared.space.close();
-        self.shared.wake.notify_one();
+        wake(s);
         self.shared.idle.notify_waiters();
         (frames, bytes)
     }
@@ -439,9 +430,13 @@ impl Outbox {
             }
         }
         s.queued_bytes = s.queued_bytes.saturating_sub(freed_bytes);
+        let idle = s.lens.is_empty() && s.in_flight == 0 && s.flush_waiters > 0;
         drop(s);
         if permits > 0 && !self.shared.space.is_closed() {
             self.shared.space.add_permits(permits);
+        }
+        if idle {
+            self.shared.idle.notify_waiters();
         }
         dropped
     }
@@ -449,18 +444,42 @@ impl Outbox {
     /// Waits until everything queued so far has been written (or the queue
     /// was aborted).
     pub async fn flushed(&self) {
+        /// Counts one waiter in while alive (also if the wait is dropped).
+        struct Waiting<'a>(&'a Outbox);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                let mut s = self.0.state();
+                s.flush_waiters = s.flush_waiters.saturating_sub(1);
+            }
+        }
         loop {
             let idle = self.shared.idle.notified();
             tokio::pin!(idle);
             idle.as_mut().enable();
             {
-                let s = self.state();
+                let mut s = self.state();
                 if s.lens.is_empty() && s.in_flight == 0 {
                     return;
                 }
+                s.flush_waiters += 1;
             }
+            let _waiting = Waiting(self);
             idle.await;
         }
+    }
+
+    /// Ready once something is queued or the queue is closed; until then
+    /// the writer's waker is kept for the next producer to wake.
+    fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.state();
+        if !s.lens.is_empty() || s.closed {
+            return Poll::Ready(());
+        }
+        match &s.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.writer = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Takes up to `max` queued frames for writing.
@@ -508,7 +527,7 @@ impl Outbox {
         let mut s = self.state();
         s.in_flight = s.in_flight.saturating_sub(frames);
         s.queued_bytes = s.queued_bytes.saturating_sub(bytes);
-        let idle = s.lens.is_empty() && s.in_flight == 0;
+        let idle = s.lens.is_empty() && s.in_flight == 0 && s.flush_waiters > 0;
         drop(s);
         if permits > 0 && !self.shared.space.is_closed() {
             self.shared.space.add_permits(permits);
@@ -528,11 +547,21 @@ impl Outbox {
         for l in batch.lens.drain(..).rev() {
             s.lens.push_front(l);
         }
-        let idle = s.lens.is_empty();
+        let idle = s.lens.is_empty() && s.flush_waiters > 0;
         drop(s);
         if idle {
             self.shared.idle.notify_waiters();
         }
+    }
+}
+
+/// Releases the queue's lock, then wakes the writer if it was waiting for
+/// a frame.
+fn wake(mut s: MutexGuard<'_, State>) {
+    let writer = s.writer.take();
+    drop(s);
+    if let Some(w) = writer {
+        w.wake();
     }
 }
 
@@ -645,10 +674,14 @@ where
     let mut batch = Batch::default();
     // Grown on first use: an idle connection holds no write buffer.
     let mut buf = BytesMut::new();
+    // Registered with the token once; polled only while the writer waits,
+    // and the token is checked before every batch.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        let wake = outbox.shared.wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
+        if cancel.is_cancelled() {
+            return WriterExit::Cancelled;
+        }
         let taken = match sync {
             None => outbox.take(&mut batch, usize::MAX),
             Some(gate) => {
@@ -656,8 +689,8 @@ where
                     // The previous frame is still waiting for its answer.
                     tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => return WriterExit::Cancelled,
                         _ = gate.notify.notified() => continue,
+                        _ = &mut cancelled => return WriterExit::Cancelled,
                     }
                 }
                 let t = outbox.take(&mut batch, 1);
@@ -676,8 +709,8 @@ where
                 }
                 tokio::select! {
                     biased;
-                    _ = cancel.cancelled() => return WriterExit::Cancelled,
-                    _ = &mut wake => continue,
+                    _ = std::future::poll_fn(|cx| outbox.poll_queued(cx)) => continue,
+                    _ = &mut cancelled => return WriterExit::Cancelled,
                 }
             }
             Taken::Closed => {
@@ -693,8 +726,8 @@ where
         let mut progress = Progress::new(outbox);
         let result = tokio::select! {
             biased;
-            _ = cancel.cancelled() => Err(None),
             r = write_batch(w, &batch, &mut buf, &mut progress) => r.map_err(Some),
+            _ = &mut cancelled => Err(None),
         };
         match result {
             Ok(()) => batch.clear(),
@@ -1282,6 +1315,30 @@ mod tests {
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, emitted(1));
+    }
+
+    #[tokio::test]
+    async fn flushed_wakes_when_retain_empties_the_queue_and_forgets_dropped_waits() {
+        let outbox = Outbox::new(1 << 10);
+        outbox.send(frame(1)).await.unwrap();
+        // A wait given up before the queue drains leaves no waiter behind.
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(20), outbox.flushed()).await;
+        assert!(gave_up.is_err());
+        assert_eq!(outbox.state().flush_waiters, 0);
+        // No writer runs: only `retain` can make the queue idle.
+        let o2 = outbox.clone();
+        let waiter = tokio::spawn(async move { o2.flushed().await });
+        while outbox.state().flush_waiters == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(outbox.retain(|_| false), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("flushed() woke up")
+            .unwrap();
+        assert_eq!(outbox.state().flush_waiters, 0);
+        assert_eq!(outbox.queued_bytes(), 0);
     }
 
     #[tokio::test]

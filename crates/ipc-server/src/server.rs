@@ -919,7 +919,7 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
             exit
         })
     };
-    let mut reader = FrameReader::new(rd, decoder);
+    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
     let mut dispatch_cache = DispatchCache::default();
     let from = Peer::Socket(socket.clone());
     let mut failure = None;
@@ -938,7 +938,7 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
             (g, i) => g.or(i),
         };
         let ev = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, reader.next(&cancel)).await {
+            Some(deadline) => match tokio::time::timeout_at(deadline, reader.next()).await {
                 Ok(ev) => ev,
                 Err(_) if greeting.is_some_and(|g| g <= deadline) => {
                     failure = Some(ServerError::Handshake {
@@ -956,7 +956,7 @@ async fn connection(inner: Arc<Inner>, incoming: Incoming, server_cancel: Cancel
                     break;
                 }
             },
-            None => reader.next(&cancel).await,
+            None => reader.next().await,
         };
         match ev {
             ReadEvent::Item(_) if refused => {}

@@ -179,6 +179,22 @@ fn read_ca(path: &Path) -> Result<String, String> {
     }
 }
 
+/// The tokio runtime for a workload, the same for `ours` and the ceilings:
+/// one connection (W1, W2) runs on one thread, with no cross-thread
+/// wake-ups; fan-out and many connections run on the multi-threaded one.
+fn runtime(args: &Args) -> Result<tokio::runtime::Runtime, String> {
+    if matches!(args.workload.as_str(), "w1" | "w2") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())
+}
+
 /// Wall-clock microseconds since the Unix epoch.
 fn now_us() -> f64 {
     SystemTime::now()

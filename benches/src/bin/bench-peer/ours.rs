@@ -53,19 +53,7 @@ fn client_config(args: &Args) -> Result<ClientConfig, String> {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
-    // The same runtime flavours as the ceilings (`raw.rs`): one connection
-    // (W1, W2) runs on one thread, fan-out and many connections on the
-    // multi-threaded runtime.
-    let rt = if matches!(args.workload.as_str(), "w1" | "w2") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| e.to_string())?;
+    let rt = crate::runtime(args)?;
     rt.block_on(async move {
         match (args.role.as_str(), args.workload.as_str()) {
             ("server", "w1") if is_udp(&args.addr) => w1_udp_receiver(args).await,

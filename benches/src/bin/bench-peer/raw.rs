@@ -163,17 +163,7 @@ impl Framer {
 }
 
 pub(crate) fn run(args: &Args) -> Result<(), String> {
-    // One connection (W1, W2): one thread, no cross-thread wake-ups.
-    let rt = if matches!(args.workload.as_str(), "w1" | "w2") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    }
-    .map_err(|e| e.to_string())?;
+    let rt = crate::runtime(args)?;
     let parse = args.subject == "serde";
     rt.block_on(async move {
         match (args.role.as_str(), args.workload.as_str()) {

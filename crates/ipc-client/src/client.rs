@@ -358,8 +358,10 @@ impl Client {
 
     /// Sends `{"type":event,"data":data}`. Queued while disconnected and
     /// delivered, in order, after the next connect. Waits while the outbound
-    /// queue is full. Fails if the name is refused by the profile or the
-    /// client is destroyed.
+    /// queue is full, and, like a tokio channel's `send`, yields to the
+    /// runtime now and then, so a loop of emits never starves the
+    /// connection or other tasks. Fails if the name is refused by the
+    /// profile or the client is destroyed.
     pub async fn emit<T: Serialize + ?Sized>(
         &self,
         event: &str,

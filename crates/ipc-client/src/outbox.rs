@@ -229,14 +229,19 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues `frame`, waiting while the queue is full.
+    /// Queues `frame`, waiting while the queue is full. Like a tokio
+    /// channel's `send`, it spends the task's cooperative budget, so a loop
+    /// of sends yields now and then and the writer (and anything else on
+    /// the same thread) runs while the queue still has room.
     pub async fn send(&self, frame: Bytes) -> Result<(), SendError> {
         let n = cost(frame.len(), self.shared.capacity);
         // Room now (the usual case): no future to build and poll.
         match self.shared.space.try_acquire_many(n) {
             Ok(p) => {
                 p.forget();
-                return self.push(frame, n);
+                self.push(frame, n)?;
+                tokio::task::coop::consume_budget().await;
+                return Ok(());
             }
             Err(TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
             Err(TryAcquireError::NoPermits) => {}
@@ -345,7 +350,8 @@ impl Outbox {
     /// Encodes `{"type":event,"data":data}` (`data: None` sends `{}`) with
     /// `encoder` straight into the queue and queues it, waiting while the
     /// queue is full. Use one encoder per outbox: the checked head of the
-    /// last event name is kept for the next frame.
+    /// last event name is kept for the next frame. Spends the cooperative
+    /// budget like [`Outbox::send`].
     pub async fn emit<T: Serialize + ?Sized>(
         &self,
         encoder: &FrameEncoder,
@@ -353,7 +359,10 @@ impl Outbox {
         data: Option<&T>,
     ) -> Result<(), EmitError> {
         match self.encode_now(encoder, event, data)? {
-            Encoded::Queued => Ok(()),
+            Encoded::Queued => {
+                tokio::task::coop::consume_budget().await;
+                Ok(())
+            }
             Encoded::Closed(frame) => Err(SendError::Closed { frame }.into()),
             Encoded::Wait(frame, n) => Ok(self.send_when_room(frame, n).await?),
         }
@@ -1339,6 +1348,34 @@ mod tests {
             .unwrap();
         assert_eq!(outbox.state().flush_waiters, 0);
         assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_loop_of_emits_and_sends_lets_other_tasks_run_before_the_queue_fills() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let enc = encoder();
+        for emit in [true, false] {
+            let outbox = Outbox::new(64 << 20);
+            let ran = Arc::new(AtomicBool::new(false));
+            let r2 = ran.clone();
+            // On this current-thread runtime the task runs only if the loop
+            // below yields.
+            tokio::spawn(async move { r2.store(true, Ordering::Release) });
+            let mut seen_at = None;
+            for i in 0..10_000 {
+                if emit {
+                    outbox.emit(&enc, "m", Some(&i)).await.unwrap();
+                } else {
+                    outbox.send(frame(i)).await.unwrap();
+                }
+                if seen_at.is_none() && ran.load(Ordering::Acquire) {
+                    seen_at = Some(i);
+                }
+            }
+            assert_eq!(outbox.queued_frames(), 10_000, "nothing was refused");
+            let at = seen_at.expect("the other task ran during the loop");
+            assert!(at < 1_000, "yielded only after {at} frames (emit: {emit})");
+        }
     }
 
     #[tokio::test]

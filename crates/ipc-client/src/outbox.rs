@@ -388,8 +388,8 @@ impl Outbox {
     pub fn close(&self) {
         let mut s = self.state();
         s.closed = true;
-        self.shared.space.close();
         wake(s);
+        self.shared.space.close();
     }
 
     /// Closes and drops everything still queued; returns how many frames (and
@@ -403,8 +403,8 @@ impl Outbox {
         s.lens.clear();
         s.tail = BytesMut::new();
         s.queued_bytes = 0;
-        self.shared.space.close();
         wake(s);
+        self.shared.space.close();
         self.shared.idle.notify_waiters();
         (frames, bytes)
     }

@@ -907,17 +907,28 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     fn frame(i: usize) -> Bytes {
-        Bytes::from(format!("{{\"type\":\"m\",\"data\":{i}}}\x0c"))
+        Bytes::from(emitted(i))
+    }
+
+    /// A writer task draining `outbox` into one end of a `pipe`-byte duplex
+    /// pipe; returns the task and the other end.
+    fn spawn_writer(
+        outbox: &Outbox,
+        pipe: usize,
+        shutdown: bool,
+    ) -> (tokio::task::JoinHandle<WriterExit>, tokio::io::DuplexStream) {
+        let (mut a, b) = tokio::io::duplex(pipe);
+        let o = outbox.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(&o, &mut a, shutdown, &CancellationToken::new(), None).await
+        });
+        (writer, b)
     }
 
     #[tokio::test]
     async fn writes_everything_in_order_and_drains_on_close() {
-        let (mut a, mut b) = tokio::io::duplex(1024);
         let outbox = Outbox::new(64 * 1024);
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 1024, true);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             b.read_to_end(&mut got).await.unwrap();
@@ -955,13 +966,9 @@ mod tests {
             other => panic!("expected Full, got {other:?}"),
         }
         // A writer frees room; the waiting send then completes.
-        let (mut a, mut b) = tokio::io::duplex(4096);
         let o2 = outbox.clone();
         let pending = tokio::spawn(async move { o2.send(Bytes::from(vec![b'y'; 60])).await });
-        let o3 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o3, &mut a, false, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 4096, false);
         pending.await.unwrap().unwrap();
         outbox.flushed().await;
         outbox.close();
@@ -977,11 +984,7 @@ mod tests {
         let outbox = Outbox::new(16);
         let big = Bytes::from(vec![7u8; 100_000]);
         outbox.send(big.clone()).await.unwrap();
-        let (mut a, mut b) = tokio::io::duplex(8192);
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 8192, true);
         outbox.close();
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
@@ -1106,12 +1109,8 @@ mod tests {
     /// Closes `outbox` and writes what it holds to a pipe: the bytes a
     /// peer receives (the writer must drain cleanly).
     async fn drain(outbox: &Outbox) -> Vec<u8> {
-        let (mut a, mut b) = tokio::io::duplex(1 << 14);
         outbox.close();
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(outbox, 1 << 14, true);
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
@@ -1277,11 +1276,7 @@ mod tests {
         let waiting = tokio::spawn(async move { o2.emit(&e2, "m", Some(&2)).await });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        let o3 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o3, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 1 << 16, true);
         waiting.await.unwrap().unwrap();
         outbox.flushed().await;
         outbox.close();
@@ -1310,11 +1305,7 @@ mod tests {
         outbox.emit(&enc, "m", Some(&1)).await.unwrap();
         outbox.send(Bytes::new()).await.unwrap();
         assert_eq!(outbox.queued_frames(), 3);
-        let (mut a, mut b) = tokio::io::duplex(1 << 10);
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 1 << 10, true);
         tokio::time::timeout(std::time::Duration::from_secs(10), outbox.flushed())
             .await
             .unwrap();
@@ -1396,11 +1387,7 @@ mod tests {
         assert_eq!(outbox.queued_frames(), 300);
         let total: usize = expected.iter().map(Vec::len).sum();
         assert_eq!(outbox.queued_bytes(), total);
-        let (mut a, mut b) = tokio::io::duplex(1 << 14);
-        let o2 = outbox.clone();
-        let writer = tokio::spawn(async move {
-            write_loop(&o2, &mut a, true, &CancellationToken::new(), None).await
-        });
+        let (writer, mut b) = spawn_writer(&outbox, 1 << 14, true);
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
             b.read_to_end(&mut got).await.unwrap();

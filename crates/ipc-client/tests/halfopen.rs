@@ -13,8 +13,6 @@
 #[path = "../../ipc-transport/tests/common/netns.rs"]
 mod netns;
 
-use netns::run;
-
 use std::time::Duration;
 
 use ipc_client::{Client, ClientConfig, ClientError, ClientEvent, MaxRetries, RetryConfig};
@@ -36,7 +34,7 @@ async fn keepalive_detects_a_vanished_server_and_the_client_retries() {
 
 /// Runs inside the private network namespace.
 async fn in_namespace() {
-    run("ip", &["link", "set", "lo", "up"]).unwrap();
+    netns::loopback_up();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let keepalive = Keepalive {
@@ -71,16 +69,8 @@ async fn in_namespace() {
     let (_first, _) = timeout(T, listener.accept()).await.unwrap().unwrap();
     timeout(T, client.connected()).await.unwrap().unwrap();
 
-    // The host "loses power": every packet to it is dropped, nothing is
-    // answered, no RST. (The local table must come after the blackhole.)
-    run(
-        "sh",
-        &[
-            "-c",
-            "ip rule add pref 1 to 127.0.0.1 blackhole && ip rule del pref 0 && ip rule add pref 2 lookup local",
-        ],
-    )
-    .unwrap();
+    // The server's host "loses power" (see `netns::cut_loopback`).
+    netns::cut_loopback();
     let cut = tokio::time::Instant::now();
     let err = timeout(T, async {
         loop {
@@ -106,7 +96,7 @@ async fn in_namespace() {
     );
 
     // The host comes back: the client's retry reaches it.
-    run("ip", &["rule", "del", "pref", "1"]).unwrap();
+    netns::restore_loopback();
     let (_second, _) = timeout(T, listener.accept())
         .await
         .expect("the client did not retry")

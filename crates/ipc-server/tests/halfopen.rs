@@ -15,8 +15,6 @@
 #[path = "../../ipc-transport/tests/common/netns.rs"]
 mod netns;
 
-use netns::run;
-
 use std::time::Duration;
 
 use ipc_server::{Server, ServerConfig, ServerError, ServerEvent};
@@ -37,7 +35,7 @@ async fn keepalive_detects_a_vanished_client() {
 
 /// Runs inside the private network namespace.
 async fn in_namespace() {
-    run("ip", &["link", "set", "lo", "up"]).unwrap();
+    netns::loopback_up();
     let keepalive = Keepalive {
         time: Duration::from_secs(1),
         interval: Duration::from_secs(1),
@@ -76,14 +74,7 @@ async fn in_namespace() {
     assert_eq!(server.connections(), 1);
 
     // The client's host "loses power": every packet is dropped silently.
-    run(
-        "sh",
-        &[
-            "-c",
-            "ip rule add pref 1 to 127.0.0.1 blackhole && ip rule del pref 0 && ip rule add pref 2 lookup local",
-        ],
-    )
-    .unwrap();
+    netns::cut_loopback();
     let cut = tokio::time::Instant::now();
     let err = timeout(T, async {
         loop {
@@ -118,7 +109,7 @@ async fn in_namespace() {
     .expect("the dead connection was not closed");
 
     // The network is back: the server still serves new clients.
-    run("ip", &["rule", "del", "pref", "1"]).unwrap();
+    netns::restore_loopback();
     let next = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();

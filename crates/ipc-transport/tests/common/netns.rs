@@ -26,6 +26,30 @@ pub(crate) fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// In the namespace: brings the loopback interface up.
+pub(crate) fn loopback_up() {
+    run("ip", &["link", "set", "lo", "up"]).unwrap();
+}
+
+/// In the namespace: the host at 127.0.0.1 "loses power". Every packet to
+/// it is dropped, nothing is answered, no RST. (The local routing table must
+/// come after the blackhole rule, or it would still answer.)
+pub(crate) fn cut_loopback() {
+    run(
+        "sh",
+        &[
+            "-c",
+            "ip rule add pref 1 to 127.0.0.1 blackhole && ip rule del pref 0 && ip rule add pref 2 lookup local",
+        ],
+    )
+    .unwrap();
+}
+
+/// In the namespace: undoes [`cut_loopback`]; 127.0.0.1 answers again.
+pub(crate) fn restore_loopback() {
+    run("ip", &["rule", "del", "pref", "1"]).unwrap();
+}
+
 /// Why the namespaced run is impossible here, if it is.
 fn missing_precondition() -> Option<String> {
     match run("id", &["-u"]) {

@@ -40,6 +40,19 @@ fn config(codec: CodecConfig, retries: MaxRetries) -> ClientConfig {
     }
 }
 
+/// A client that retries forever and gives up a connection on which
+/// nothing arrives for `idle`.
+fn idle_client(ep: Endpoint, idle: Duration) -> Client {
+    Client::new(
+        ep,
+        ClientConfig {
+            idle_timeout: Some(idle),
+            ..config(CodecConfig::fast(), MaxRetries::Unlimited)
+        },
+    )
+    .unwrap()
+}
+
 async fn accept(l: &UnixListener) -> UnixStream {
     timeout(T, l.accept()).await.unwrap().unwrap().0
 }
@@ -445,14 +458,7 @@ async fn silent_server_idle_timeout_reconnects_and_keeps_messages() {
     let dir = tempfile::tempdir().unwrap();
     let (l, ep) = listener(&dir, "silent.sock");
     let name = ep.to_string();
-    let client = Client::new(
-        ep,
-        ClientConfig {
-            idle_timeout: Some(IDLE),
-            ..config(CodecConfig::fast(), MaxRetries::Unlimited)
-        },
-    )
-    .unwrap();
+    let client = idle_client(ep, IDLE);
     let mut cev = client.events();
     client.start();
     let mut first = accept(&l).await;
@@ -524,14 +530,7 @@ async fn talking_server_is_not_idle() {
     const IDLE: Duration = Duration::from_millis(300);
     let dir = tempfile::tempdir().unwrap();
     let (l, ep) = listener(&dir, "talker.sock");
-    let client = Client::new(
-        ep,
-        ClientConfig {
-            idle_timeout: Some(IDLE),
-            ..config(CodecConfig::fast(), MaxRetries::Unlimited)
-        },
-    )
-    .unwrap();
+    let client = idle_client(ep, IDLE);
     let mut cev = client.events();
     client.start();
     let mut srv = accept(&l).await;

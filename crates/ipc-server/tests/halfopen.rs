@@ -62,15 +62,7 @@ async fn in_namespace() {
         .await
         .unwrap();
     let silent_addr = silent.local_addr().unwrap();
-    timeout(T, async {
-        loop {
-            if let Some(ServerEvent::Connect(_)) = events.recv().await {
-                break;
-            }
-        }
-    })
-    .await
-    .unwrap();
+    next_connect(&mut events).await;
     assert_eq!(server.connections(), 1);
 
     // The client's host "loses power": every packet is dropped silently.
@@ -113,6 +105,15 @@ async fn in_namespace() {
     let next = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
+    next_connect(&mut events).await;
+    drop((silent, next));
+    let stopped = tokio::time::Instant::now();
+    server.stop().await;
+    println!("stopped in {:?}", stopped.elapsed());
+}
+
+/// Waits (bounded) for the server's next `Connect` event.
+async fn next_connect(events: &mut ipc_server::EventStream<ServerEvent>) {
     timeout(T, async {
         loop {
             if let Some(ServerEvent::Connect(_)) = events.recv().await {
@@ -122,8 +123,4 @@ async fn in_namespace() {
     })
     .await
     .unwrap();
-    drop((silent, next));
-    let stopped = tokio::time::Instant::now();
-    server.stop().await;
-    println!("stopped in {:?}", stopped.elapsed());
 }

@@ -117,7 +117,7 @@ pub enum ClientError {
         endpoint: String,
         /// Why.
         #[source]
-        source: crate::ext::CallError,
+        source: ipc_conn::CallError,
     },
     /// The extension handshake failed: no `ipcx.welcome` in time, or the
     /// server refused the client (`ipcx.end` instead of a welcome).

@@ -1,14 +1,16 @@
 //! # ipc-client — an async node-ipc client
 //!
 //! **Owns:** the client side of node-ipc's behaviour: connecting to an
-//! endpoint, the reconnect policy ([`retry`], SPEC §3.6), the bounded
-//! outbound queue ([`outbox`]), sync mode and the lifecycle events of SPEC
-//! §3.3. It also owns the connection plumbing both sides share — the handler
-//! registry ([`handlers`]), the outbox and its coalescing writer, and the
-//! frame reader ([`link`]) — which `ipc-server` re-uses.
+//! endpoint (with the assured profile's transport checks), the reconnect
+//! policy ([`retry`], SPEC §3.6), the outbound queue surviving reconnects,
+//! sync mode, the extension handshake and subscriptions renewed after a
+//! reconnect, and the lifecycle events of SPEC §3.3.
 //!
-//! **Does not own:** bytes on the wire (`ipc-proto`) or sockets
-//! (`ipc-transport`).
+//! **Does not own:** bytes on the wire and the `ipcx` message shapes
+//! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does
+//! once its bytes flow — the outbound queue and writer, the frame reader,
+//! handler dispatch, call correlation and the read loop itself, which run
+//! in `ipc-conn` with this crate's role. It never depends on `ipc-server`.
 //!
 //! ## Delivery guarantee
 //!
@@ -25,19 +27,16 @@
 //! client).
 #![forbid(unsafe_code)]
 
+mod assured;
 mod client;
 mod error;
 mod event;
-pub mod ext;
-mod gates;
-pub mod handlers;
-pub mod link;
-pub mod outbox;
 pub mod retry;
 
 pub use client::{Client, ClientConfig, ClientState};
 pub use error::ClientError;
-pub use event::{ClientEvent, Delivered, Dispatcher, EventStream, Origin};
-pub use ext::{CallError, Flow, HandshakeMode, Request, Responder, Response};
-pub use handlers::{HandlerId, Handlers};
+pub use event::ClientEvent;
+pub use ipc_conn::{
+    CallError, EventStream, Flow, HandlerId, HandshakeMode, Origin, Request, Responder, Response,
+};
 pub use retry::{Backoff, MaxRetries, RetryConfig};

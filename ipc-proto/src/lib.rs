@@ -4,12 +4,15 @@
 //! envelope and its byte-exact JSON encoding, delimiter framing, the `raw`,
 //! `fast`, `guarded` and `assured` profiles with their limits, the
 //! `ERR_IPC_*` error codes, raw-mode string encodings, the optional
-//! MessagePack framing and the bounded per-peer UDP reassembly.
+//! MessagePack framing, the bounded per-peer UDP reassembly, and the
+//! message shapes of the `ipcx` extension (requests, ping, pub/sub,
+//! handshake, graceful close; [`ext`]).
 //!
 //! **Does not own:** sockets, files, clocks or a runtime. Bytes go in and
 //! messages come out; messages go in and bytes come out. Time enters only as a
 //! `now: Instant` argument. Transports live in `ipc-transport`, behaviour
-//! (lifecycle, retry, queues) in `ipc-client` and `ipc-server`.
+//! (queues, dispatch, call correlation) in `ipc-conn`, lifecycle and retry
+//! in `ipc-client` and `ipc-server`.
 //!
 //! ## Map
 //!
@@ -21,6 +24,7 @@
 //! | profiles and limits | [`CodecConfig`], [`Profile`] |
 //! | errors | [`ProtocolError`] with an [`ErrorCode`] |
 //! | UDP | [`UdpReassembler`] |
+//! | the `ipcx` extension's messages | [`ext`] |
 //! | raw-mode strings | [`RawEncoding`] |
 //! | `tokio_util::codec::Framed` | [`FrameCodec`] (feature `codec`, default) |
 //! | Rust-to-Rust MessagePack | `MsgpackCodec` (feature `msgpack`) |
@@ -50,6 +54,7 @@ mod decoder;
 mod encoder;
 pub mod envelope;
 mod error;
+pub mod ext;
 pub mod json;
 mod message;
 mod names;

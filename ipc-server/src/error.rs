@@ -118,7 +118,7 @@ pub enum ServerError {
         peer: String,
         /// Why.
         #[source]
-        source: ipc_client::CallError,
+        source: ipc_conn::CallError,
     },
     /// A peer broke the extension handshake rules: it sent something before
     /// `ipcx.hello` (`ERR_IPC_HANDSHAKE_REQUIRED`), stayed silent too long

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ipc_client::Origin;
+use ipc_conn::{Event, HandlerPanic, Origin};
 use ipc_proto::Message;
 use ipc_transport::Endpoint;
 
@@ -58,7 +58,7 @@ pub enum ServerEvent {
         /// The connection.
         socket: Socket,
         /// The hello, with the client's `extras`.
-        hello: Arc<ipc_client::ext::Hello>,
+        hello: Arc<ipc_proto::ext::Hello>,
     },
 }
 
@@ -114,6 +114,33 @@ impl ServerEvent {
         match self {
             ServerEvent::Error { error, .. } => Some(error),
             _ => None,
+        }
+    }
+}
+
+impl Event for ServerEvent {
+    fn name(&self) -> &str {
+        ServerEvent::name(self)
+    }
+
+    fn error_text(&self) -> Option<String> {
+        match self {
+            ServerEvent::Error {
+                peer: Some(p),
+                error,
+            } => Some(format!("{p}: {error}")),
+            ServerEvent::Error { peer: None, error } => Some(error.to_string()),
+            _ => None,
+        }
+    }
+
+    fn handler_panicked(&self, panic: HandlerPanic) -> Self {
+        ServerEvent::Error {
+            peer: self.peer(),
+            error: Arc::new(ServerError::Handler {
+                event: panic.event,
+                message: panic.message,
+            }),
         }
     }
 }

@@ -1,14 +1,17 @@
 //! # ipc-server — an async node-ipc server
 //!
 //! **Owns:** the server side of node-ipc's behaviour: the accept loop with
-//! `maxConnections`, one reader and one writer task per connection, `emit`,
-//! `broadcast`, the lifecycle events of SPEC §3.3 in their exact order,
+//! `maxConnections`, the connection registry, `emit`, `broadcast`, the
+//! publish/subscribe broker, the extension handshake, the lifecycle events of SPEC §3.3 in their exact order,
 //! graceful `stop` and immediate `abort`, `identifyPeer`, and UDP endpoints
 //! with bounded per-peer reassembly and a bounded table of known peers.
 //!
-//! **Does not own:** bytes on the wire (`ipc-proto`), sockets
-//! (`ipc-transport`), or the connection plumbing it shares with the client
-//! (handler registry, outbox and writer, frame reader — in `ipc-client`).
+//! **Does not own:** bytes on the wire and the `ipcx` message shapes
+//! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does
+//! once its bytes flow — outbound queue and writer, frame reader, handler
+//! dispatch, call correlation and the read loop, which run in `ipc-conn`
+//! with this crate's role (`server/conn.rs`). It never depends on
+//! `ipc-client`.
 //!
 //! ## Delivery and backpressure
 //!
@@ -30,10 +33,10 @@
 //! queues instead, and reports what they held.
 #![forbid(unsafe_code)]
 
+mod assured;
 mod authorize;
 mod error;
 mod event;
-mod gates;
 mod server;
 mod socket;
 
@@ -43,4 +46,7 @@ pub use event::ServerEvent;
 pub use server::{Server, ServerConfig, ServerState};
 pub use socket::{Peer, Socket};
 
-pub use ipc_client::{EventStream, HandlerId, Origin};
+pub use ipc_conn::{
+    CallError, EventStream, Flow, HandlerId, HandshakeMode, Origin, Request, Responder, Response,
+};
+pub use ipc_proto::ext::Hello;

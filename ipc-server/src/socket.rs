@@ -5,13 +5,12 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ipc_client::ext::{self, names, CallError, CallFailure, Calls, Response};
-use ipc_client::outbox::{EmitError, Outbox, SendError};
-use ipc_proto::FrameEncoder;
+use bytes::Bytes;
+
+use ipc_conn::{Link, LinkError, Response, Sink};
 use ipc_transport::PeerInfo;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -22,11 +21,10 @@ pub(crate) struct SocketInner {
     pub(crate) id: u64,
     pub(crate) peer: PeerInfo,
     pub(crate) label: String,
-    pub(crate) outbox: Outbox,
+    /// The outbound queue, encoder and calls of this connection.
+    pub(crate) link: Link,
     pub(crate) cancel: CancellationToken,
-    pub(crate) encoder: FrameEncoder,
     pub(crate) peer_id: Mutex<Option<String>>,
-    pub(crate) calls: Arc<Calls>,
     pub(crate) topics: Mutex<BTreeSet<String>>,
 }
 
@@ -56,24 +54,16 @@ impl PartialEq for Socket {
 impl Eq for Socket {}
 
 impl Socket {
-    pub(crate) fn new(
-        id: u64,
-        peer: PeerInfo,
-        queue_bytes: usize,
-        encoder: FrameEncoder,
-        cancel: CancellationToken,
-    ) -> Socket {
+    pub(crate) fn new(id: u64, peer: PeerInfo, link: Link, cancel: CancellationToken) -> Socket {
         let label = format!("#{id} {}", peer.addr);
         Socket {
             inner: Arc::new(SocketInner {
                 id,
                 peer,
                 label,
-                outbox: Outbox::new(queue_bytes),
+                link,
                 cancel,
-                encoder,
                 peer_id: Mutex::new(None),
-                calls: Arc::new(Calls::default()),
                 topics: Mutex::new(BTreeSet::new()),
             }),
         }
@@ -110,36 +100,36 @@ impl Socket {
 
     /// Whether the connection is still open for sending.
     pub fn is_open(&self) -> bool {
-        !self.inner.outbox.is_closed() && !self.inner.cancel.is_cancelled()
+        !self.inner.link.outbox().is_closed() && !self.inner.cancel.is_cancelled()
     }
 
     /// Bytes queued for this peer and not yet written.
     pub fn queued_bytes(&self) -> usize {
-        self.inner.outbox.queued_bytes()
+        self.inner.link.outbox().queued_bytes()
     }
 
-    fn emit_error(&self, e: EmitError) -> ServerError {
-        match e {
-            EmitError::Encode(source) => ServerError::Encode {
-                peer: self.inner.label.clone(),
-                source,
-            },
-            EmitError::Send(e) => self.send_error(e),
-        }
+    /// The connection's link (outbound queue, encoder, calls).
+    pub(crate) fn link(&self) -> &Link {
+        &self.inner.link
     }
 
-    pub(crate) fn send_error(&self, e: SendError) -> ServerError {
+    /// The topics set, for the broker.
+    pub(crate) fn topic_set(&self) -> &Mutex<BTreeSet<String>> {
+        &self.inner.topics
+    }
+
+    /// The one place a link failure becomes a server error.
+    pub(crate) fn link_error(&self, e: LinkError) -> ServerError {
+        let peer = self.inner.label.clone();
         match e {
-            SendError::Full {
-                queued, capacity, ..
-            } => ServerError::Backpressure {
-                peer: self.inner.label.clone(),
+            LinkError::Encode(source) => ServerError::Encode { peer, source },
+            LinkError::Full { queued, capacity } => ServerError::Backpressure {
+                peer,
                 queued,
                 capacity,
             },
-            SendError::Closed { .. } => ServerError::NotConnected {
-                peer: self.inner.label.clone(),
-            },
+            LinkError::Call(source) => ServerError::Call { peer, source },
+            _ => ServerError::NotConnected { peer },
         }
     }
 
@@ -150,20 +140,14 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), ServerError> {
-        self.inner
-            .outbox
-            .emit(&self.inner.encoder, event, Some(data))
-            .await
-            .map_err(|e| self.emit_error(e))
+        let r = self.inner.link.emit(event, Some(data)).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Sends an event without data (`data` becomes `{}`).
     pub async fn emit_empty(&self, event: &str) -> Result<(), ServerError> {
-        self.inner
-            .outbox
-            .emit::<()>(&self.inner.encoder, event, None)
-            .await
-            .map_err(|e| self.emit_error(e))
+        let r = self.inner.link.emit::<()>(event, None).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Like [`Socket::emit`] but fails with `ERR_IPC_BACKPRESSURE` instead of
@@ -173,40 +157,26 @@ impl Socket {
         event: &str,
         data: &T,
     ) -> Result<(), ServerError> {
-        self.inner
-            .outbox
-            .try_emit(&self.inner.encoder, event, Some(data))
-            .map_err(|e| self.emit_error(e))
+        let r = self.inner.link.try_emit(event, Some(data));
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Raw profile: sends the bytes as they are.
     pub async fn emit_raw(&self, bytes: impl AsRef<[u8]>) -> Result<(), ServerError> {
-        let mut dst = BytesMut::with_capacity(bytes.as_ref().len());
-        self.inner
-            .encoder
-            .encode_raw(bytes.as_ref(), &mut dst)
-            .map_err(|source| ServerError::Encode {
-                peer: self.inner.label.clone(),
-                source,
-            })?;
-        self.send_frame(dst.freeze()).await
+        let r = self.inner.link.emit_raw(bytes.as_ref()).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Queues an already encoded frame, waiting for room.
     pub async fn send_frame(&self, frame: Bytes) -> Result<(), ServerError> {
-        self.inner
-            .outbox
-            .send(frame)
-            .await
-            .map_err(|e| self.send_error(e))
+        let r = self.inner.link.send_frame(frame).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Queues an already encoded frame if there is room now.
     pub fn try_send_frame(&self, frame: Bytes) -> Result<(), ServerError> {
-        self.inner
-            .outbox
-            .try_send(frame)
-            .map_err(|e| self.send_error(e))
+        let r = self.inner.link.try_send_frame(frame);
+        r.map_err(|e| self.link_error(e))
     }
 
     /// The topics this peer is subscribed to.
@@ -220,39 +190,14 @@ impl Socket {
             .collect()
     }
 
-    fn call_error(&self, source: CallError) -> ServerError {
-        ServerError::Call {
-            peer: self.inner.label.clone(),
-            source,
+    /// Calls need an open connection: they fail at once with
+    /// `ERR_IPC_NOT_CONNECTED` otherwise.
+    fn check_call(&self) -> Result<(), ServerError> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(self.link_error(LinkError::Call(ipc_conn::CallError::NotConnected)))
         }
-    }
-
-    async fn call<T: Serialize + ?Sized>(
-        &self,
-        event: &str,
-        data: Option<&T>,
-        timeout: Duration,
-    ) -> Result<Response, ServerError> {
-        if !self.is_open() {
-            return Err(self.call_error(CallError::NotConnected));
-        }
-        let encoder = &self.inner.encoder;
-        self.inner
-            .calls
-            .call(
-                |n| ext::encode_call(encoder, event, n, data),
-                |frame| self.send_frame(frame),
-                timeout,
-            )
-            .await
-            .map_err(|e| match e {
-                CallFailure::Encode(source) => ServerError::Encode {
-                    peer: self.inner.label.clone(),
-                    source,
-                },
-                CallFailure::Send(e) => e,
-                CallFailure::Call(e) => self.call_error(e),
-            })
     }
 
     /// Sends a request to this client and waits for its answer (SPEC §5.4;
@@ -263,31 +208,27 @@ impl Socket {
         data: &T,
         timeout: Duration,
     ) -> Result<Response, ServerError> {
-        self.call(names::REQUEST, Some(data), timeout).await
+        self.check_call()?;
+        let r = self.inner.link.request(data, timeout).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// Measures the round trip to this client.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ServerError> {
-        let t0 = tokio::time::Instant::now();
-        self.call::<()>(names::PING, None, timeout).await?;
-        Ok(t0.elapsed())
+        self.check_call()?;
+        let r = self.inner.link.ping(timeout).await;
+        r.map_err(|e| self.link_error(e))
     }
 
     /// A sink for answers to this peer's requests.
-    pub(crate) fn sink(&self) -> ext::Sink {
-        let outbox = self.inner.outbox.clone();
-        Arc::new(move |frame| {
-            outbox.try_send(frame).map_err(|e| match e {
-                SendError::Full { .. } => CallError::Backpressure,
-                SendError::Closed { .. } => CallError::NotConnected,
-            })
-        })
+    pub(crate) fn sink(&self) -> Sink {
+        self.inner.link.sink(ipc_conn::CallError::NotConnected)
     }
 
     /// Closes gracefully: what is queued is written, then the connection
     /// closes and the server emits `socket.disconnected` and `close`.
     pub fn close(&self) {
-        self.inner.outbox.close();
+        self.inner.link.outbox().close();
     }
 
     /// Closes at once; queued messages are dropped and reported in an

@@ -5,7 +5,7 @@ use ipc_proto::Profile;
 use ipc_transport::Endpoint;
 
 use crate::error::ServerError;
-use crate::server::ServerConfig;
+use crate::ServerConfig;
 
 /// Refuses to start an assured server on a transport that cannot
 /// authenticate its peers: `ERR_IPC_ASSURED_TRANSPORT` (TCP, UDP, named

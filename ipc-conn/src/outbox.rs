@@ -18,8 +18,10 @@
 //! queue, in order, and a client sends them on its next connection exactly
 //! once (a peer discards a partial frame at EOF).
 //!
-//! The same type serves `ipc-server` (one outbox per connection) and
-//! `ipc-client` (one outbox per client, surviving reconnects).
+//! The same type serves a server (one outbox per connection) and a client
+//! (one outbox per client, surviving reconnects). Whether a frame may be
+//! replayed on a new connection is recorded when it is queued
+//! ([`Outbox::send_call`]), never guessed from its bytes.
 
 use std::collections::VecDeque;
 use std::io;
@@ -95,6 +97,31 @@ pub enum EmitError {
     Send(#[from] SendError),
 }
 
+/// One queued frame's length, and whether it may be written again on a
+/// new connection (set when the frame is queued: calls are never
+/// replayed, their answer would go to a call that failed with the old
+/// connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameLen(usize);
+
+/// The bit of a [`FrameLen`] that marks a frame never to be replayed.
+const NO_REPLAY: usize = 1 << (usize::BITS - 1);
+
+impl FrameLen {
+    fn new(len: usize, replay: bool) -> FrameLen {
+        debug_assert!(len & NO_REPLAY == 0);
+        FrameLen(if replay { len } else { len | NO_REPLAY })
+    }
+
+    fn get(self) -> usize {
+        self.0 & !NO_REPLAY
+    }
+
+    fn replay(self) -> bool {
+        self.0 & NO_REPLAY == 0
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Queued frames not taken by the writer, oldest first, as buffers of
@@ -102,8 +129,9 @@ struct State {
     chunks: VecDeque<Bytes>,
     /// Frames encoded in place by `emit`, after every chunk.
     tail: BytesMut,
-    /// The length of every queued frame (chunks, then tail), oldest first.
-    lens: VecDeque<usize>,
+    /// The length of every queued frame (chunks, then tail), oldest first,
+    /// with its replay flag.
+    lens: VecDeque<FrameLen>,
     /// The checked frame head of the last event name emitted.
     heads: HeadCache,
     queued_bytes: usize,
@@ -212,7 +240,7 @@ impl Outbox {
         self.state().closed
     }
 
-    fn push(&self, frame: Bytes, permits: u32) -> Result<(), SendError> {
+    fn push(&self, frame: Bytes, permits: u32, replay: bool) -> Result<(), SendError> {
         let mut s = self.state();
         if s.closed {
             drop(s);
@@ -221,7 +249,7 @@ impl Outbox {
         }
         s.seal();
         s.queued_bytes += frame.len();
-        s.lens.push_back(frame.len());
+        s.lens.push_back(FrameLen::new(frame.len(), replay));
         if !frame.is_empty() {
             s.chunks.push_back(frame);
         }
@@ -234,27 +262,38 @@ impl Outbox {
     /// of sends yields now and then and the writer (and anything else on
     /// the same thread) runs while the queue still has room.
     pub async fn send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.send_as(frame, true).await
+    }
+
+    /// [`Outbox::send`] of a call frame (request, ping, subscription
+    /// change): [`Outbox::discard_calls`] drops it if it is still queued
+    /// when its connection ends, so it is never written on the next one.
+    pub async fn send_call(&self, frame: Bytes) -> Result<(), SendError> {
+        self.send_as(frame, false).await
+    }
+
+    async fn send_as(&self, frame: Bytes, replay: bool) -> Result<(), SendError> {
         let n = cost(frame.len(), self.shared.capacity);
         // Room now (the usual case): no future to build and poll.
         match self.shared.space.try_acquire_many(n) {
             Ok(p) => {
                 p.forget();
-                self.push(frame, n)?;
+                self.push(frame, n, replay)?;
                 tokio::task::coop::consume_budget().await;
                 return Ok(());
             }
             Err(TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
             Err(TryAcquireError::NoPermits) => {}
         }
-        self.send_when_room(frame, n).await
+        self.send_when_room(frame, n, replay).await
     }
 
-    async fn send_when_room(&self, frame: Bytes, n: u32) -> Result<(), SendError> {
+    async fn send_when_room(&self, frame: Bytes, n: u32, replay: bool) -> Result<(), SendError> {
         match self.shared.space.acquire_many(n).await {
             Ok(p) => p.forget(),
             Err(_) => return Err(SendError::Closed { frame }),
         }
-        self.push(frame, n)
+        self.push(frame, n, replay)
     }
 
     /// Queues `frame` if there is room now.
@@ -265,7 +304,7 @@ impl Outbox {
             Err(TryAcquireError::Closed) => return Err(SendError::Closed { frame }),
             Err(TryAcquireError::NoPermits) => return Err(self.full(frame)),
         }
-        self.push(frame, n)
+        self.push(frame, n, true)
     }
 
     /// Queues `frame` if there is room now, like [`Outbox::try_send`], but
@@ -297,7 +336,7 @@ impl Outbox {
         }
         s.make_room(frame.len());
         s.tail.extend_from_slice(frame);
-        s.lens.push_back(frame.len());
+        s.lens.push_back(FrameLen::new(frame.len(), true));
         s.queued_bytes += frame.len();
         wake(s);
         Ok(())
@@ -341,7 +380,7 @@ impl Outbox {
                 return Ok(Encoded::Wait(s.tail.split_off(start).freeze(), n))
             }
         }
-        s.lens.push_back(len);
+        s.lens.push_back(FrameLen::new(len, true));
         s.queued_bytes += len;
         wake(guard);
         Ok(Encoded::Queued)
@@ -364,7 +403,7 @@ impl Outbox {
                 Ok(())
             }
             Encoded::Closed(frame) => Err(SendError::Closed { frame }.into()),
-            Encoded::Wait(frame, n) => Ok(self.send_when_room(frame, n).await?),
+            Encoded::Wait(frame, n) => Ok(self.send_when_room(frame, n, true).await?),
         }
     }
 
@@ -409,9 +448,18 @@ impl Outbox {
         (frames, bytes)
     }
 
+    /// Drops the queued call frames ([`Outbox::send_call`]) that the writer
+    /// has not taken; returns how many were dropped. A client calls it when
+    /// a connection ended: the calls failed with it and must not be sent on
+    /// the next one.
+    pub fn discard_calls(&self) -> usize {
+        self.retain(|_, replay| replay)
+    }
+
     /// Drops the queued frames (not those being written) for which `keep`
-    /// returns false; returns how many were dropped.
-    pub fn retain(&self, mut keep: impl FnMut(&Bytes) -> bool) -> usize {
+    /// (given the frame and whether it may be replayed) returns false;
+    /// returns how many were dropped.
+    pub fn retain(&self, mut keep: impl FnMut(&Bytes, bool) -> bool) -> usize {
         let mut s = self.state();
         s.seal();
         let lens = std::mem::take(&mut s.lens);
@@ -421,14 +469,15 @@ impl Outbox {
         let mut freed_bytes = 0;
         let mut permits = 0usize;
         let capacity = self.shared.capacity;
-        for len in lens {
+        for flen in lens {
+            let len = flen.get();
             if current.is_empty() && len > 0 {
                 // Frames never straddle chunks.
                 current = chunks.next().unwrap_or_default();
             }
             let frame = current.split_to(len.min(current.len()));
-            if keep(&frame) {
-                s.lens.push_back(len);
+            if keep(&frame, flen.replay()) {
+                s.lens.push_back(flen);
                 if !frame.is_empty() {
                     s.chunks.push_back(frame);
                 }
@@ -509,7 +558,7 @@ impl Outbox {
             into.chunks.extend(s.chunks.drain(..));
             into.lens.extend(s.lens.drain(..));
         } else {
-            let mut need: usize = s.lens.iter().take(max).sum();
+            let mut need: usize = s.lens.iter().take(max).map(|l| l.get()).sum();
             into.lens.extend(s.lens.drain(..max));
             while need > 0 {
                 let Some(front) = s.chunks.front_mut() else {
@@ -579,7 +628,7 @@ fn wake(mut s: MutexGuard<'_, State>) {
 #[derive(Debug, Default)]
 struct Batch {
     chunks: Vec<Bytes>,
-    lens: Vec<usize>,
+    lens: Vec<FrameLen>,
 }
 
 impl Batch {
@@ -778,11 +827,11 @@ impl<'a> Progress<'a> {
     }
 
     /// `n` more bytes of the batch (frame lengths `lens`) were written.
-    fn advance(&mut self, lens: &[usize], n: usize) {
+    fn advance(&mut self, lens: &[FrameLen], n: usize) {
         self.pos += n;
         let capacity = self.outbox.shared.capacity;
         let (mut frames, mut bytes, mut permits) = (0, 0, 0);
-        while let Some(&len) = lens.get(self.frames) {
+        while let Some(len) = lens.get(self.frames).map(|l| l.get()) {
             if self.end + len > self.pos {
                 break;
             }
@@ -847,7 +896,7 @@ where
 async fn write_all_vectored<W>(
     w: &mut W,
     chunks: &[Bytes],
-    lens: &[usize],
+    lens: &[FrameLen],
     progress: &mut Progress<'_>,
 ) -> io::Result<()>
 where
@@ -883,7 +932,7 @@ where
 async fn write_all<W>(
     w: &mut W,
     mut data: &[u8],
-    lens: &[usize],
+    lens: &[FrameLen],
     progress: &mut Progress<'_>,
 ) -> io::Result<()>
 where
@@ -1231,7 +1280,8 @@ mod tests {
         let outbox = Outbox::new(1 << 20);
         let frames = queue_mixed(&outbox, &enc, 30).await;
         let mut seen = Vec::new();
-        let dropped = outbox.retain(|f| {
+        let dropped = outbox.retain(|f, replay| {
+            assert!(replay);
             seen.push(f.to_vec());
             seen.len() % 2 == 0
         });
@@ -1244,6 +1294,46 @@ mod tests {
             kept.iter().map(Vec::len).sum::<usize>()
         );
         assert_eq!(drain(&outbox).await, kept.concat());
+    }
+
+    #[tokio::test]
+    async fn call_frames_are_discarded_by_their_flag_not_their_bytes() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 20);
+        // A call frame, and an ordinary message whose bytes look like one.
+        let call = enc.encode_to_bytes("ipcx.request", Some(&1)).unwrap();
+        let lookalike = enc.encode_to_bytes("ipcx.request", Some(&2)).unwrap();
+        outbox.emit(&enc, "a", Some(&1)).await.unwrap();
+        outbox.send_call(call.clone()).await.unwrap();
+        outbox.send(lookalike.clone()).await.unwrap();
+        outbox.try_send_copy(&Bytes::from_static(b"x\x0c")).unwrap();
+        outbox.send_call(call).await.unwrap();
+        assert_eq!(outbox.queued_frames(), 5);
+        assert_eq!(outbox.discard_calls(), 2);
+        assert_eq!(outbox.queued_frames(), 3);
+        let mut expected = enc.encode_to_bytes("a", Some(&1)).unwrap().to_vec();
+        expected.extend_from_slice(&lookalike);
+        expected.extend_from_slice(b"x\x0c");
+        assert_eq!(outbox.queued_bytes(), expected.len());
+        assert_eq!(drain(&outbox).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_requeued_call_keeps_its_flag() {
+        let enc = encoder();
+        let outbox = Outbox::new(1 << 20);
+        let call = enc.encode_to_bytes("ipcx.ping", Some(&1)).unwrap();
+        outbox.send_call(call).await.unwrap();
+        outbox.emit(&enc, "after", Some(&2)).await.unwrap();
+        // The writer takes both frames, fails before writing any: both go back.
+        let mut batch = Batch::default();
+        assert!(matches!(outbox.take(&mut batch, usize::MAX), Taken::Some));
+        outbox.requeue(&mut batch);
+        assert_eq!(outbox.discard_calls(), 1);
+        assert_eq!(
+            drain(&outbox).await,
+            enc.encode_to_bytes("after", Some(&2)).unwrap().to_vec()
+        );
     }
 
     #[tokio::test]
@@ -1332,7 +1422,7 @@ mod tests {
         while outbox.state().flush_waiters == 0 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(outbox.retain(|_| false), 1);
+        assert_eq!(outbox.retain(|_, _| false), 1);
         tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
             .await
             .expect("flushed() woke up")

@@ -1,8 +1,8 @@
 //! The read side of one connection: a reusable read buffer feeding an
 //! `ipc_proto::FrameDecoder`, with the partial-frame timer and cancellation.
 //!
-//! Shared by `ipc-client` and `ipc-server`: both read with
-//! [`FrameReader::next`] and dispatch what it returns.
+//! The connection [`crate::driver`] reads with [`FrameReader::next`], on
+//! either side.
 
 use std::io;
 use std::pin::Pin;

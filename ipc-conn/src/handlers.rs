@@ -7,8 +7,8 @@
 //! down: the panic is caught and reported back to the caller of
 //! [`Handlers::dispatch`], which turns it into an `error` event.
 //!
-//! The registry is shared by `ipc-client` and `ipc-server`; it is generic over
-//! the event type each of them dispatches.
+//! The registry is the same on both sides; it is generic over the event
+//! type each of them dispatches.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -1,27 +1,11 @@
-//! The request/response, ping, publish/subscribe, handshake and close
-//! extension (SPEC §5.4), carried inside ordinary node-ipc frames.
+//! Calls over the `ipcx` extension, at run time: correlating requests and
+//! pings with their answers ([`Calls`]), answering the peer's requests
+//! ([`RequestHandlers`], [`Responder`]), and the handshake mode.
 //!
-//! Every extension message is a plain `{"type":…,"data":…}` frame with one
-//! of the names below, so a node-ipc peer of any version parses it; only
-//! peers that implement the extension act on it. A node-ipc 14 client can
-//! make requests with a few lines of JavaScript (see `interop/js/`).
-//!
-//! | `type` | direction | `data` |
-//! |---|---|---|
-//! | `ipcx.hello` | C→S | `{"v":1,"id":string\|null,"extras":any,"features":[…]}` |
-//! | `ipcx.welcome` | S→C | `{"v":1,"id":string,"features":[…]}` |
-//! | `ipcx.request` | both | `{"n":string,"d":any}` |
-//! | `ipcx.response` | both | `{"n":string,"d":any}`, `{"n":string}` (no handler) or `{"n":string,"e":{"code":string,"message":string}}` |
-//! | `ipcx.ping` / `ipcx.pong` | both | `{"n":string,"d":any?}` (the pong echoes it) |
-//! | `ipcx.sub` / `ipcx.unsub` | C→S | `{"n":string,"topics":[string]}`, acknowledged by `ipcx.response {"n","d":{"topics":[…]}}` |
-//! | `ipcx.pub` | C→S | `{"n":string?,"pub":string,"message":any}`, acknowledged only when `n` is present |
-//! | *topic* | S→C | the published `message`, as a plain event named after the topic |
-//! | `ipcx.end` | both | `{"reason":any,"reconnect":bool}` before a graceful close |
-//!
-//! Correlation ids (`n`) are unique among a requester's calls in flight on
-//! one connection; responses with an unknown `n` are ignored. On disconnect
+//! The message shapes themselves are `ipc_proto::ext`'s. On disconnect
 //! every pending call fails at once with `ERR_IPC_NOT_CONNECTED`; calls are
-//! never replayed after a reconnect.
+//! never replayed after a reconnect (the outbox drops queued call frames,
+//! which it knows by the flag they were queued with).
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,39 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ipc_proto::ext::{self, CallIn, ResponseIn};
 use ipc_proto::{ErrorCode, FrameEncoder, Message, ProtocolError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
-
-/// Extension event names.
-pub mod names {
-    /// Handshake request.
-    pub const HELLO: &str = "ipcx.hello";
-    /// Handshake reply.
-    pub const WELCOME: &str = "ipcx.welcome";
-    /// Correlated request.
-    pub const REQUEST: &str = "ipcx.request";
-    /// Reply to a request, a subscription or an acknowledged publication.
-    pub const RESPONSE: &str = "ipcx.response";
-    /// Liveness probe.
-    pub const PING: &str = "ipcx.ping";
-    /// Reply to a ping.
-    pub const PONG: &str = "ipcx.pong";
-    /// Subscribe to topics.
-    pub const SUB: &str = "ipcx.sub";
-    /// Unsubscribe from topics.
-    pub const UNSUB: &str = "ipcx.unsub";
-    /// Publish through the server.
-    pub const PUB: &str = "ipcx.pub";
-    /// Graceful-close notice.
-    pub const END: &str = "ipcx.end";
-    /// The prefix every extension name starts with.
-    pub const PREFIX: &str = "ipcx.";
-}
-
-/// The features this implementation announces in the handshake.
-pub const FEATURES: &[&str] = &["request", "ping", "pubsub"];
 
 /// The default per-call timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,32 +111,6 @@ impl Response {
     }
 }
 
-/// Error body of a response.
-#[derive(Debug, Serialize, Deserialize)]
-struct ErrBody<'a> {
-    code: std::borrow::Cow<'a, str>,
-    message: std::borrow::Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct ResponseIn {
-    n: String,
-    d: Option<Box<RawValue>>,
-    e: Option<ErrBodyOwned>,
-}
-
-#[derive(Deserialize)]
-struct ErrBodyOwned {
-    code: String,
-    message: String,
-}
-
-#[derive(Deserialize)]
-struct Correlated {
-    n: String,
-    d: Option<Box<RawValue>>,
-}
-
 type Waiter = oneshot::Sender<Result<Response, CallError>>;
 
 /// The calls one endpoint has in flight on one connection.
@@ -193,13 +123,21 @@ pub struct Calls {
 
 impl Default for Calls {
     fn default() -> Self {
-        let r = crate::retry::random_u64();
+        let r = random_u64();
         Calls {
             prefix: radix36(r),
             next: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
         }
     }
+}
+
+/// 64 random bits from the standard library's randomly keyed hasher.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x9e37_79b9_7f4a_7c15);
+    h.finish()
 }
 
 fn radix36(mut v: u64) -> String {
@@ -303,7 +241,7 @@ impl Calls {
     /// Settles the call an `ipcx.response` or `ipcx.pong` answers. Returns
     /// false for an unknown or malformed answer (ignored).
     pub fn resolve(&self, msg: &Message) -> bool {
-        let Ok(r) = msg.data::<ResponseIn>() else {
+        let Ok(r) = ext::decode::<ResponseIn>(msg) else {
             tracing::debug!(event = msg.event(), "malformed extension answer ignored");
             return false;
         };
@@ -313,8 +251,8 @@ impl Calls {
         };
         let result = match r.e {
             Some(e) => Err(CallError::Remote {
-                code: e.code,
-                message: e.message,
+                code: e.code.into_owned(),
+                message: e.message.into_owned(),
             }),
             None => Ok(Response { data: r.d }),
         };
@@ -380,23 +318,6 @@ pub enum RespondError {
     Send(#[source] CallError),
 }
 
-#[derive(Serialize)]
-struct WithData<'a, T: ?Sized> {
-    n: &'a str,
-    d: &'a T,
-}
-
-#[derive(Serialize)]
-struct NoData<'a> {
-    n: &'a str,
-}
-
-#[derive(Serialize)]
-struct WithError<'a> {
-    n: &'a str,
-    e: ErrBody<'a>,
-}
-
 impl Responder {
     /// A responder for request `n`.
     pub fn new(n: &str, sink: Sink, encoder: FrameEncoder) -> Responder {
@@ -421,39 +342,26 @@ impl Responder {
         }
     }
 
-    fn deliver<T: Serialize + ?Sized>(&self, body: &T) -> Result<(), RespondError> {
-        let frame = self
-            .encoder
-            .encode_to_bytes(names::RESPONSE, Some(body))
-            .map_err(RespondError::Encode)?;
-        (self.sink)(frame).map_err(RespondError::Send)
+    fn deliver(&self, frame: Result<Bytes, ProtocolError>) -> Result<(), RespondError> {
+        (self.sink)(frame.map_err(RespondError::Encode)?).map_err(RespondError::Send)
     }
 
     /// Answers with `data`.
     pub fn send<T: Serialize + ?Sized>(&self, data: &T) -> Result<(), RespondError> {
         self.claim()?;
-        self.deliver(&WithData {
-            n: &self.n,
-            d: data,
-        })
+        self.deliver(ext::encode_response(&self.encoder, &self.n, Some(data)))
     }
 
     /// Answers without data.
     pub fn send_empty(&self) -> Result<(), RespondError> {
         self.claim()?;
-        self.deliver(&NoData { n: &self.n })
+        self.deliver(ext::encode_response::<()>(&self.encoder, &self.n, None))
     }
 
     /// Answers with an error.
     pub fn send_error(&self, code: &str, message: &str) -> Result<(), RespondError> {
         self.claim()?;
-        self.deliver(&WithError {
-            n: &self.n,
-            e: ErrBody {
-                code: code.into(),
-                message: message.into(),
-            },
-        })
+        self.deliver(ext::encode_error(&self.encoder, &self.n, code, message))
     }
 }
 
@@ -555,7 +463,7 @@ impl<P> RequestHandlers<P> {
         sink: Sink,
         encoder: &FrameEncoder,
     ) -> Vec<String> {
-        let Ok(c) = msg.data::<Correlated>() else {
+        let Ok(c) = ext::decode::<CallIn>(msg) else {
             tracing::debug!("malformed ipcx.request ignored");
             return Vec::new();
         };
@@ -601,117 +509,10 @@ impl<P> RequestHandlers<P> {
     }
 }
 
-/// Encodes `{"n":…,"d":…}` (`d` omitted when `None`) under `event`.
-pub fn encode_call<T: Serialize + ?Sized>(
-    encoder: &FrameEncoder,
-    event: &str,
-    n: &str,
-    data: Option<&T>,
-) -> Result<Bytes, ProtocolError> {
-    match data {
-        Some(d) => encoder.encode_to_bytes(event, Some(&WithData { n, d })),
-        None => encoder.encode_to_bytes(event, Some(&NoData { n })),
-    }
-}
-
-/// Answers an `ipcx.ping` with an `ipcx.pong` echoing `n` and `d`.
-pub fn pong_for(msg: &Message, encoder: &FrameEncoder) -> Option<Bytes> {
-    let c = msg.data::<Correlated>().ok()?;
-    encode_call(encoder, names::PONG, &c.n, c.d.as_deref()).ok()
-}
-
-/// The `ipcx.end` notice.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct End {
-    /// Why the connection closes.
-    #[serde(default)]
-    pub reason: serde_json::Value,
-    /// Whether the receiver may reconnect.
-    #[serde(default = "yes")]
-    pub reconnect: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// The `ipcx.hello` handshake message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Hello {
-    /// Protocol version (1).
-    pub v: u32,
-    /// The id the client had before (reconnecting clients keep it), or none.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// Application payload (e.g. an auth token).
-    #[serde(default)]
-    pub extras: serde_json::Value,
-    /// Features the client implements.
-    #[serde(default)]
-    pub features: Vec<String>,
-}
-
-/// The `ipcx.welcome` handshake reply.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Welcome {
-    /// Protocol version (1).
-    pub v: u32,
-    /// The connection id the server assigned (or kept).
-    pub id: String,
-    /// Features the server implements.
-    #[serde(default)]
-    pub features: Vec<String>,
-}
-
-/// Checks a pub/sub topic like an event name (SPEC §3.4): non-empty, not
-/// reserved, not a prototype name, not an extension name, at most `max_len`
-/// UTF-16 units.
-pub fn validate_topic(topic: &str, max_len: usize) -> Result<(), ProtocolError> {
-    let bad = |m: &str| {
-        Err(ProtocolError::new(
-            ErrorCode::InvalidEvent,
-            format!("topic `{topic}` {m}"),
-        ))
-    };
-    if topic.is_empty() {
-        return bad("is empty");
-    }
-    if ipc_proto::is_reserved_event(topic) {
-        return Err(ProtocolError::new(
-            ErrorCode::ReservedEvent,
-            format!("topic `{topic}` is a reserved event name"),
-        ));
-    }
-    if ipc_proto::is_unsafe_event(topic) {
-        return bad("is an unsafe (prototype) name");
-    }
-    if topic.starts_with(names::PREFIX) {
-        return bad("uses the extension prefix `ipcx.`");
-    }
-    if topic.encode_utf16().count() > max_len {
-        return Err(ProtocolError::new(
-            ErrorCode::EventTooLarge,
-            format!("topic is longer than {max_len} UTF-16 units"),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether an encoded frame is a call that must not be replayed on a new
-/// connection (request, ping, subscription change).
-pub fn is_call_frame(frame: &[u8]) -> bool {
-    const CALLS: [&[u8]; 4] = [
-        b"{\"type\":\"ipcx.request\"",
-        b"{\"type\":\"ipcx.ping\"",
-        b"{\"type\":\"ipcx.sub\"",
-        b"{\"type\":\"ipcx.unsub\"",
-    ];
-    CALLS.iter().any(|p| frame.starts_with(p))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ipc_proto::ext::{encode_call, names};
     use ipc_proto::{CodecConfig, FrameDecoder, Inbound};
 
     fn decode(frame: &Bytes) -> Message {
@@ -721,22 +522,6 @@ mod tests {
             Some(Inbound::Message(m)) => m,
             other => panic!("{other:?}"),
         }
-    }
-
-    /// SPEC §7.5 vectors.
-    #[test]
-    fn extension_vectors() {
-        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
-        let f = encode_call(&enc, names::REQUEST, "k3x9", Some("what time is it?")).unwrap();
-        assert_eq!(
-            &f[..],
-            b"{\"type\":\"ipcx.request\",\"data\":{\"n\":\"k3x9\",\"d\":\"what time is it?\"}}\x0c"
-        );
-        let f = encode_call::<()>(&enc, names::RESPONSE, "k3x9", None).unwrap();
-        assert_eq!(
-            &f[..],
-            b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"k3x9\"}}\x0c"
-        );
     }
 
     #[tokio::test]
@@ -819,47 +604,5 @@ mod tests {
         assert!(std::str::from_utf8(&sent.lock().unwrap()[3])
             .unwrap()
             .contains("kaboom"));
-    }
-
-    #[test]
-    fn topics_are_validated_like_event_names() {
-        assert!(validate_topic("news", 256).is_ok());
-        assert_eq!(
-            validate_topic("", 256).unwrap_err().code(),
-            ErrorCode::InvalidEvent
-        );
-        assert_eq!(
-            validate_topic("connect", 256).unwrap_err().code(),
-            ErrorCode::ReservedEvent
-        );
-        assert_eq!(
-            validate_topic("__proto__", 256).unwrap_err().code(),
-            ErrorCode::InvalidEvent
-        );
-        assert_eq!(
-            validate_topic("ipcx.request", 256).unwrap_err().code(),
-            ErrorCode::InvalidEvent
-        );
-        assert_eq!(
-            validate_topic("abc", 2).unwrap_err().code(),
-            ErrorCode::EventTooLarge
-        );
-    }
-
-    #[test]
-    fn call_frames_are_recognised() {
-        let enc = FrameEncoder::new(CodecConfig::fast()).unwrap();
-        assert!(is_call_frame(
-            &encode_call(&enc, names::REQUEST, "n", Some(&1)).unwrap()
-        ));
-        assert!(is_call_frame(
-            &encode_call::<()>(&enc, names::PING, "n", None).unwrap()
-        ));
-        assert!(!is_call_frame(
-            &enc.encode_to_bytes("message", Some(&1)).unwrap()
-        ));
-        assert!(!is_call_frame(
-            &encode_call::<()>(&enc, names::RESPONSE, "n", None).unwrap()
-        ));
     }
 }

@@ -1,0 +1,255 @@
+//! The connection driver: one read loop that both sides run, with what
+//! differs between a client and a server's socket expressed as a [`Role`]
+//! (the way hyper's HTTP/1 dispatcher serves both sides through its
+//! `role::Client` and `role::Server`).
+//!
+//! For every read the driver:
+//! 1. waits for the next frame, the idle deadline ([`Role::idle_timeout`],
+//!    moved forward by every item) or the role's own deadline
+//!    ([`Role::deadline`]: a required handshake, a sync-mode answer);
+//! 2. lets the role refuse or ignore the item ([`Role::admit`]);
+//! 3. routes `ipcx.*` messages when the extension is on: answers to our
+//!    calls settle them, pings are answered, requests run the role's
+//!    request handlers; every other extension message goes to
+//!    [`Role::extension`];
+//! 4. turns anything else into the role's event ([`Role::event`]) and
+//!    delivers it through the role's [`Dispatcher`], which reports handler
+//!    panics as `error` events.
+//!
+//! The loop ends at end of stream, cancellation, a protocol or transport
+//! error, a passed deadline, or when a hook says so; [`drive`] returns the
+//! error that ended it, if any. Writing is the outbox writer's job
+//! ([`spawn_writer`]), so a peer that does not read never stalls the read
+//! loop.
+
+use std::future::Future;
+use std::io;
+
+use ipc_proto::ext::{self, names};
+use ipc_proto::{Inbound, Message, ProtocolError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::calls::{CallError, RequestHandlers};
+use crate::dispatch::{Dispatcher, Event};
+use crate::handlers::DispatchCache;
+use crate::link::Link;
+use crate::outbox::{write_loop, SyncGate, WriterExit};
+use crate::reader::{FrameReader, ReadEvent};
+
+/// What the driver does after a hook.
+#[derive(Debug)]
+pub enum Step<E> {
+    /// Go on reading.
+    Continue,
+    /// End the connection, with the error that ends it (`None`: a clean
+    /// end).
+    End(Option<E>),
+}
+
+/// Whether a received item is taken ([`Role::admit`]).
+#[derive(Debug)]
+pub enum Admit<E> {
+    /// Route and deliver it.
+    Route,
+    /// Drop it unseen (e.g. everything after a refused handshake).
+    Ignore,
+    /// End the connection with this error.
+    End(E),
+}
+
+/// What differs between the two sides of a connection.
+///
+/// The hooks are called from the one task that runs [`drive`], in the
+/// order the items arrived.
+pub trait Role {
+    /// The side's event type.
+    type Event: Event;
+    /// Who a request came from, as the side's request handlers see it.
+    type Peer: Clone;
+    /// The side's error type.
+    type Error;
+
+    /// The link of this connection (for answering pings and requests, and
+    /// settling our calls).
+    fn link(&self) -> &Link;
+
+    /// Where events go.
+    fn events(&self) -> &Dispatcher<Self::Event>;
+
+    /// The endpoint or peer, for logs.
+    fn label(&self) -> &str;
+
+    /// Whether `ipcx.*` messages are handled (not delivered as events).
+    fn extension(&self) -> bool;
+
+    /// The request handlers, and the peer they are told about.
+    fn requests(&self) -> (&RequestHandlers<Self::Peer>, Self::Peer);
+
+    /// What an answer to a request fails with when the queue is closed.
+    fn closed_call_error(&self) -> CallError {
+        CallError::NotConnected
+    }
+
+    /// The error event for a request handler's panic.
+    fn request_panicked(&self, message: String) -> Self::Event;
+
+    /// Close the connection when nothing arrives for this long.
+    fn idle_timeout(&self) -> Option<std::time::Duration>;
+
+    /// The error for an idle connection.
+    fn idle_error(&self) -> Self::Error;
+
+    /// A deadline of the role's own for the next read, asked before every
+    /// read.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// [`Role::deadline`] passed before anything arrived.
+    fn timed_out(&mut self) -> impl Future<Output = Step<Self::Error>> + Send {
+        async { Step::Continue }
+    }
+
+    /// Something arrived (before it is admitted): the peer is alive.
+    fn received(&mut self) {}
+
+    /// Whether `item` is taken.
+    fn admit(&mut self, _item: &Inbound) -> Admit<Self::Error> {
+        Admit::Route
+    }
+
+    /// An `ipcx.*` message other than a request, ping, pong or response.
+    fn extension_message(&mut self, m: &Message) -> impl Future<Output = Step<Self::Error>> + Send;
+
+    /// The event for a message or raw chunk from the peer.
+    fn event(&mut self, item: Inbound) -> Self::Event;
+
+    /// The peer closed its side (the read loop ends after this).
+    fn eof(&mut self) {}
+
+    /// The error for a frame the profile refuses.
+    fn protocol_error(&self, e: ProtocolError) -> Self::Error;
+
+    /// The error for a failed read.
+    fn io_error(&self, e: io::Error) -> Self::Error;
+}
+
+/// Runs the read loop of one connection until it ends; returns the error
+/// that ended it (`None`: end of stream or cancellation). Cancel-safe
+/// between items; every wait in it ends when the reader's cancellation
+/// token fires.
+pub async fn drive<R, S>(role: &mut S, reader: &mut FrameReader<R>) -> Option<S::Error>
+where
+    R: AsyncRead + Unpin,
+    S: Role,
+{
+    let mut cache = DispatchCache::default();
+    let idle = role.idle_timeout();
+    // Moved forward by every item, and only by items.
+    let mut idle_at = idle.map(|t| Instant::now() + t);
+    loop {
+        let own = role.deadline();
+        let deadline = match (own, idle_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ev = match deadline {
+            None => reader.next().await,
+            Some(d) => match tokio::time::timeout_at(d, reader.next()).await {
+                Ok(ev) => ev,
+                Err(_) if own.is_some_and(|o| o <= d) => match role.timed_out().await {
+                    Step::Continue => continue,
+                    Step::End(e) => return e,
+                },
+                Err(_) => return Some(role.idle_error()),
+            },
+        };
+        let item = match ev {
+            ReadEvent::Item(item) => {
+                idle_at = idle.map(|t| Instant::now() + t);
+                item
+            }
+            ReadEvent::Eof => {
+                role.eof();
+                return None;
+            }
+            ReadEvent::Cancelled => return None,
+            ReadEvent::Protocol(e) => return Some(role.protocol_error(e)),
+            ReadEvent::Io(e) => return Some(role.io_error(e)),
+        };
+        role.received();
+        match role.admit(&item) {
+            Admit::Route => {}
+            Admit::Ignore => continue,
+            Admit::End(e) => return Some(e),
+        }
+        let item = match item {
+            Inbound::Message(m) if role.extension() && ext::is_extension(m.event()) => {
+                match route_extension(role, &m).await {
+                    Step::Continue => continue,
+                    Step::End(e) => return e,
+                }
+            }
+            item => item,
+        };
+        let ev = role.event(item);
+        role.events()
+            .dispatch(ev, Some(&mut cache), role.label())
+            .await;
+    }
+}
+
+/// The extension messages both sides handle alike.
+async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
+    match m.event() {
+        names::RESPONSE | names::PONG => {
+            role.link().calls().resolve(m);
+        }
+        names::PING => match ext::pong_for(m, role.link().encoder()) {
+            Ok(pong) => {
+                if let Err(e) = role.link().outbox().try_send(pong) {
+                    tracing::debug!(peer = role.label(), "cannot answer a ping: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(peer = role.label(), "{e}"),
+        },
+        names::REQUEST => {
+            let link = role.link();
+            let sink = link.sink(role.closed_call_error());
+            let (handlers, peer) = role.requests();
+            let panics = handlers.dispatch(m, peer, sink, link.encoder());
+            for message in panics {
+                let ev = role.request_panicked(message);
+                role.events().dispatch(ev, None, role.label()).await;
+            }
+        }
+        _ => return role.extension_message(m).await,
+    }
+    Step::Continue
+}
+
+/// Spawns the writer of one connection: it drains `outbox` into `wr`
+/// (shutting the write half down once the outbox is closed and empty)
+/// until `cancel` fires. A writer that fails or is cancelled cancels
+/// `cancel`, which ends the read loop too.
+pub fn spawn_writer<W>(
+    link: &Link,
+    mut wr: W,
+    cancel: CancellationToken,
+    gate: Option<std::sync::Arc<SyncGate>>,
+) -> JoinHandle<WriterExit>
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let outbox = link.outbox().clone();
+    tokio::spawn(async move {
+        let exit = write_loop(&outbox, &mut wr, true, &cancel, gate.as_deref()).await;
+        if !matches!(exit, WriterExit::Drained) {
+            cancel.cancel();
+        }
+        exit
+    })
+}

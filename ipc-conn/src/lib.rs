@@ -1,0 +1,49 @@
+//! # ipc-conn — one node-ipc connection, either side
+//!
+//! **Owns:** everything a framed connection does once its bytes flow, the
+//! same for a client and for a server's accepted socket:
+//! - the bounded outbound queue and its coalescing writer ([`outbox`]);
+//! - the frame reader with the partial-frame timer ([`reader`]);
+//! - the handler registry and event delivery ([`handlers`], [`Dispatcher`],
+//!   [`EventStream`]);
+//! - request/response and ping correlation, request handlers and
+//!   responders ([`calls`]);
+//! - the [`Link`] handle (emit, send, request, ping on one connection) and
+//!   the one connection [`driver`] both sides run, which differ only by
+//!   their [`Role`].
+//!
+//! **Does not own:** bytes on the wire or the `ipcx` message shapes
+//! (`ipc_proto`), sockets (`ipc-transport`), connecting and retry
+//! (`ipc-client`), accepting, the connection registry, broadcast and the
+//! pub/sub broker (`ipc-server`). It depends on no transport: the driver
+//! runs over any `AsyncRead`/`AsyncWrite` pair, so its behaviour is tested
+//! over `tokio::io::duplex`.
+//!
+//! ## Guarantees
+//!
+//! The outbound queue is bounded in bytes: `emit` waits for room,
+//! `try_emit` fails with `ERR_IPC_BACKPRESSURE`. A frame is either written,
+//! handed back to the caller, or counted in what [`Outbox::abort`]
+//! returns: nothing disappears silently. A frame whose write was cut is
+//! written again whole on the next connection, unless it was queued as a
+//! call (request, ping, subscription change), which is never replayed.
+#![forbid(unsafe_code)]
+
+pub mod calls;
+mod dispatch;
+pub mod driver;
+pub mod handlers;
+mod link;
+pub mod outbox;
+pub mod reader;
+
+pub use calls::{
+    CallError, CallFailure, Calls, Flow, HandshakeMode, PendingCall, Request, RequestHandlers,
+    RespondError, Responder, Response, Sink,
+};
+pub use dispatch::{Delivered, Dispatcher, Event, EventStream, Origin};
+pub use driver::{drive, spawn_writer, Admit, Role, Step};
+pub use handlers::{DispatchCache, HandlerId, HandlerPanic, Handlers};
+pub use link::{Link, LinkError};
+pub use outbox::{EmitError, Outbox, SendError, SyncGate, WriterExit};
+pub use reader::{FrameReader, ReadEvent};

@@ -1,0 +1,152 @@
+//! The publish/subscribe broker: who is subscribed to what, fan-out of a
+//! frame to many sockets without waiting for a slow one, and the
+//! subscription and publication messages of the `ipcx` extension.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ipc_conn::{Responder, SendError};
+use ipc_proto::ext::{self, names, PubAck, PubIn, TopicsAck, TopicsIn};
+use ipc_proto::Message;
+
+use super::{lock, Inner};
+use crate::event::ServerEvent;
+use crate::socket::{Peer, Socket};
+
+impl Inner {
+    /// Handles one `ipcx.*` message from a client that the connection
+    /// driver leaves to the server: subscriptions, publications, the close
+    /// notice.
+    pub(super) async fn broker_message(&self, socket: &Socket, m: &Message) {
+        let max = self.config.codec.max_event_name_length;
+        let responder = |n: &str| Responder::new(n, socket.sink(), self.encoder.clone());
+        match m.event() {
+            names::SUB | names::UNSUB => {
+                let Ok(req) = ext::decode::<TopicsIn>(m) else {
+                    tracing::debug!(peer = %socket.label(), "malformed {} ignored", m.event());
+                    return;
+                };
+                let responder = responder(&req.n);
+                if let Some(bad) = req
+                    .topics
+                    .iter()
+                    .find_map(|t| ext::validate_topic(t, max).err())
+                {
+                    let _ = responder.send_error(bad.code().as_str(), &bad.to_string());
+                    return;
+                }
+                self.subscribe(socket, &req.topics, m.event() == names::SUB);
+                let _ = responder.send(&TopicsAck {
+                    topics: socket.topics(),
+                });
+            }
+            names::PUB => {
+                let Ok(req) = ext::decode::<PubIn>(m) else {
+                    tracing::debug!(peer = %socket.label(), "malformed ipcx.pub ignored");
+                    return;
+                };
+                let responder = req.n.as_deref().map(responder);
+                if let Err(bad) = ext::validate_topic(&req.topic, max) {
+                    if let Some(r) = responder {
+                        let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                    }
+                    return;
+                }
+                let frame = match self
+                    .encoder
+                    .encode_to_bytes(&req.topic, req.message.as_deref())
+                {
+                    Ok(f) => f,
+                    Err(bad) => {
+                        if let Some(r) = responder {
+                            let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                        }
+                        return;
+                    }
+                };
+                let skip = self.config.no_local.then_some(socket);
+                let delivered = self.publish_frame(&req.topic, &frame, skip).await;
+                if let Some(r) = responder {
+                    let _ = r.send(&PubAck { delivered });
+                }
+            }
+            names::END => {
+                tracing::debug!(peer = %socket.label(), "peer announced a close");
+            }
+            other => {
+                tracing::debug!(peer = %socket.label(), event = other, "unexpected extension message ignored")
+            }
+        }
+    }
+
+    /// Queues `frame` to each socket (except `skip`) without waiting; a
+    /// socket whose queue is full is disconnected with an error event.
+    pub(super) async fn fan_out(
+        &self,
+        frame: &Bytes,
+        sockets: &[Socket],
+        skip: Option<&Socket>,
+    ) -> usize {
+        let mut sent = 0;
+        let mut slow = Vec::new();
+        for s in sockets.iter().filter(|s| Some(*s) != skip) {
+            match s.link().outbox().try_send_copy(frame) {
+                Ok(()) => sent += 1,
+                Err(e @ SendError::Full { .. }) => slow.push((s.clone(), s.link_error(e.into()))),
+                // Closing: its end is reported by its own task.
+                Err(SendError::Closed { .. }) => {}
+            }
+        }
+        for (s, err) in slow {
+            tracing::warn!(peer = %s.label(), "disconnecting a peer that does not keep up: {err}");
+            self.deliver(ServerEvent::Error {
+                peer: Some(Peer::Socket(s.clone())),
+                error: Arc::new(err),
+            })
+            .await;
+            s.destroy();
+        }
+        sent
+    }
+
+    pub(super) async fn publish_frame(
+        &self,
+        topic: &str,
+        frame: &Bytes,
+        skip: Option<&Socket>,
+    ) -> usize {
+        let subscribers = lock(&self.subs).get(topic).cloned();
+        match subscribers {
+            Some(list) => self.fan_out(frame, &list, skip).await,
+            None => 0,
+        }
+    }
+
+    /// Adds (or removes) `topics` for `socket`.
+    fn subscribe(&self, socket: &Socket, topics: &[String], add: bool) {
+        let mut subs = lock(&self.subs);
+        let mut mine = lock(socket.topic_set());
+        for t in topics {
+            let mut v: Vec<Socket> = subs
+                .get(t)
+                .map(|l| l.iter().filter(|s| *s != socket).cloned().collect())
+                .unwrap_or_default();
+            if add {
+                v.push(socket.clone());
+                mine.insert(t.clone());
+            } else {
+                mine.remove(t);
+            }
+            if v.is_empty() {
+                subs.remove(t);
+            } else {
+                subs.insert(t.clone(), Arc::new(v));
+            }
+        }
+    }
+
+    pub(super) fn unsubscribe_all(&self, socket: &Socket) {
+        let topics: Vec<String> = socket.topics();
+        self.subscribe(socket, &topics, false);
+    }
+}

@@ -490,6 +490,8 @@ fn local_endpoint(path: PathBuf) -> Endpoint {
 /// Installs a global `tracing` subscriber that follows `config`: nothing
 /// when `silent`, colours when `logInColor`; `RUST_LOG` overrides the
 /// level (default `info`). Returns `false` if a subscriber was already set.
+/// Needs the `logging` feature.
+#[cfg(feature = "logging")]
 pub fn init_logging(config: &Config) -> bool {
     use tracing_subscriber::EnvFilter;
     let filter = if config.silent {

@@ -6,7 +6,7 @@
 //! [`connect_to_net`](Ipc::connect_to_net), [`of`](Ipc::of),
 //! [`server`](Ipc::server), [`disconnect`](Ipc::disconnect),
 //! [`log`](Ipc::log)), the [`Config`] with every node-ipc key and its
-//! node-ipc 14 default, and the `nipc` command-line tool.
+//! node-ipc 14 default, and the `nipc` command-line tool (feature `cli`).
 //!
 //! **Does not own:** behaviour (that is `ipc-client` / `ipc-server`), sockets
 //! (`ipc-transport`) or the wire format (`ipc-proto`); this crate maps
@@ -57,7 +57,7 @@
 //! | `ipc.disconnect(id)` | [`Ipc::disconnect`] |
 //! | `ipc.of[id]`, `ipc.of.world` | [`Ipc::of`]`("world")`, [`Ipc::of_ids`] |
 //! | `ipc.server` | [`Ipc::server`] |
-//! | `ipc.log(...)` | [`Ipc::log`], [`Ipc::log_value`]; [`init_logging`] sets up `tracing` |
+//! | `ipc.log(...)` | [`Ipc::log`], [`Ipc::log_value`]; `init_logging` (feature `logging`) sets up `tracing` |
 //! | `ipc.server.start()` / `stop()` | [`Server::start`] (async, returns the bound endpoint) / [`Server::stop`]; [`Server::abort`] |
 //! | `ipc.server.on(type, (data, socket) => …)` | [`Server::on_message`] (`&Message, &Peer`), [`ServerExt::on_typed`] (typed data), [`Server::on`] (every [`ServerEvent`]), [`Server::events`] (async stream) |
 //! | `ipc.server.once` / `off` | [`Server::once`] / [`Server::off`], [`Server::off_event`] |
@@ -119,10 +119,13 @@
 //!
 //! ## Features
 //!
-//! `unix`, `tcp`, `tls`, `udp` forward to the transports; `cli` builds
-//! `nipc`. The defaults enable all of them; as a library dependency use
-//! `default-features = false, features = ["unix", "tcp"]` (plus `tls`,
-//! `udp` as needed).
+//! `unix`, `tcp`, `tls`, `udp` forward to the transports; the defaults
+//! enable all four, and `default-features = false, features = ["unix",
+//! "tcp"]` (plus `tls`, `udp` as needed) gives a smaller library.
+//! `logging` adds `init_logging` (a `tracing-subscriber` that follows the
+//! [`Config`]). `cli` builds the `nipc` command-line tool (and enables
+//! `logging`): `cargo install --path ipc --features cli`, or
+//! `cargo run -p ipc --features cli --bin nipc -- demo`.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -136,7 +139,9 @@ pub use crate::config::{
 };
 pub use crate::error::IpcError;
 pub use crate::ext::{ClientExt, ServerExt};
-pub use crate::ipc::{init_logging, Ipc, JsArg, ServeNet};
+#[cfg(feature = "logging")]
+pub use crate::ipc::init_logging;
+pub use crate::ipc::{Ipc, JsArg, ServeNet};
 
 pub use ipc_client as client;
 pub use ipc_proto as proto;

@@ -1,6 +1,7 @@
 //! The connection driver over `tokio::io::duplex`, without sockets: routing,
 //! deadlines, the role's hooks, errors, and two drivers talking to each
 //! other.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

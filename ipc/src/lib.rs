@@ -8,7 +8,8 @@
 //! [`log`](Ipc::log)), the [`Config`] with every node-ipc key and its
 //! node-ipc 14 default, and the `nipc` command-line tool (feature `cli`).
 //!
-//! **Does not own:** behaviour (that is `ipc-client` / `ipc-server`), sockets
+//! **Does not own:** behaviour (that is `ipc-client` / `ipc-server`, over the
+//! shared connection engine in `ipc-conn`), sockets
 //! (`ipc-transport`) or the wire format (`ipc-proto`); this crate maps
 //! node-ipc's names and defaults onto them and re-exports them. Clients are
 //! [`Client`]s and servers are [`Server`]s: everything they can do is
@@ -130,7 +131,7 @@
 
 mod config;
 mod error;
-mod ext;
+mod handlers;
 mod ipc;
 
 pub use crate::config::{
@@ -138,7 +139,7 @@ pub use crate::config::{
     UnlinkPolicy,
 };
 pub use crate::error::IpcError;
-pub use crate::ext::{ClientExt, ServerExt};
+pub use crate::handlers::{ClientExt, ServerExt};
 #[cfg(feature = "logging")]
 pub use crate::ipc::init_logging;
 pub use crate::ipc::{Ipc, JsArg, ServeNet};

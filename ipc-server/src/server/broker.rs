@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ipc_conn::{Responder, SendError};
+use ipc_conn::{RespondError, Responder, SendError};
 use ipc_proto::ext::{self, names, PubAck, PubIn, TopicsAck, TopicsIn};
 use ipc_proto::Message;
 
@@ -32,13 +32,17 @@ impl Inner {
                     .iter()
                     .find_map(|t| ext::validate_topic(t, max).err())
                 {
-                    let _ = responder.send_error(bad.code().as_str(), &bad.to_string());
+                    answered(
+                        socket,
+                        responder.send_error(bad.code().as_str(), &bad.to_string()),
+                    );
                     return;
                 }
                 self.subscribe(socket, &req.topics, m.event() == names::SUB);
-                let _ = responder.send(&TopicsAck {
+                let ack = TopicsAck {
                     topics: socket.topics(),
-                });
+                };
+                answered(socket, responder.send(&ack));
             }
             names::PUB => {
                 let Ok(req) = ext::decode::<PubIn>(m) else {
@@ -48,7 +52,7 @@ impl Inner {
                 let responder = req.n.as_deref().map(responder);
                 if let Err(bad) = ext::validate_topic(&req.topic, max) {
                     if let Some(r) = responder {
-                        let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                        answered(socket, r.send_error(bad.code().as_str(), &bad.to_string()));
                     }
                     return;
                 }
@@ -59,7 +63,7 @@ impl Inner {
                     Ok(f) => f,
                     Err(bad) => {
                         if let Some(r) = responder {
-                            let _ = r.send_error(bad.code().as_str(), &bad.to_string());
+                            answered(socket, r.send_error(bad.code().as_str(), &bad.to_string()));
                         }
                         return;
                     }
@@ -67,7 +71,7 @@ impl Inner {
                 let skip = self.config.no_local.then_some(socket);
                 let delivered = self.publish_frame(&req.topic, &frame, skip).await;
                 if let Some(r) = responder {
-                    let _ = r.send(&PubAck { delivered });
+                    answered(socket, r.send(&PubAck { delivered }));
                 }
             }
             names::END => {
@@ -148,5 +152,14 @@ impl Inner {
     pub(super) fn unsubscribe_all(&self, socket: &Socket) {
         let topics: Vec<String> = socket.topics();
         self.subscribe(socket, &topics, false);
+    }
+}
+
+/// An acknowledgement that could not be queued (the subscriber's queue is
+/// full or closed) is logged with the peer; the requester's call then
+/// times out or fails with its connection.
+fn answered(socket: &Socket, r: Result<(), RespondError>) {
+    if let Err(e) = r {
+        tracing::debug!(peer = %socket.label(), "cannot acknowledge: {e}");
     }
 }

@@ -396,7 +396,11 @@ impl Server {
         let end = End::new("Server was shut down", allow_reconnect);
         if let Ok(frame) = self.inner.encoder.encode_to_bytes(names::END, Some(&end)) {
             for s in lock(&self.inner.sockets).list.iter() {
-                let _ = s.try_send_frame(frame.clone());
+                // A socket that cannot take the notice is closed by the
+                // stop below all the same; its queue's end is reported.
+                if let Err(e) = s.try_send_frame(frame.clone()) {
+                    tracing::debug!(peer = %s.label(), "cannot send ipcx.end: {e}");
+                }
             }
         }
         self.stop().await;

@@ -86,6 +86,15 @@ pub enum ClientError {
         /// How many bytes.
         bytes: usize,
     },
+    /// Answers to the server's calls (responses, pongs) could not be
+    /// queued: the outbound queue was full or closed.
+    #[error("{count} answer(s) to {endpoint} could not be queued")]
+    AnswersUnsent {
+        /// The endpoint.
+        endpoint: String,
+        /// How many answers were lost.
+        count: u64,
+    },
     /// A sync-mode emit got no answer within `sync_timeout`.
     #[error("no answer from {endpoint} within the sync timeout; releasing the next message")]
     SyncTimeout {
@@ -143,14 +152,17 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Connect { source, .. } => source.code(),
-            ClientError::Io { .. } | ClientError::TlsRejected { .. } => None,
+            ClientError::Io { .. } => Some(ErrorCode::Io),
+            ClientError::TlsRejected { .. } => Some(ErrorCode::AssuredTls),
             ClientError::Protocol { source, .. }
             | ClientError::Encode { source, .. }
             | ClientError::Topic(source)
             | ClientError::Config(source) => Some(source.code()),
             ClientError::Call { source, .. } => source.code(),
             ClientError::Handshake { code, .. } => Some(*code),
-            ClientError::Backpressure { .. } => Some(ErrorCode::Backpressure),
+            ClientError::Backpressure { .. } | ClientError::AnswersUnsent { .. } => {
+                Some(ErrorCode::Backpressure)
+            }
             ClientError::Destroyed { .. } => Some(ErrorCode::Destroyed),
             ClientError::Undelivered { .. } => Some(ErrorCode::NotConnected),
             ClientError::SyncTimeout { .. } => Some(ErrorCode::SyncTimeout),

@@ -456,16 +456,31 @@ impl<P> RequestHandlers<P> {
     /// Runs the handlers for one `ipcx.request` message. With no handler the
     /// request is answered at once without data; a handler error or panic is
     /// answered with `ERR_IPC_HANDLER`. Returns the handler panics' messages.
+    ///
+    /// A malformed request is answered with `ERR_IPC_INVALID_MESSAGE` when
+    /// its id can be read; otherwise it is returned as the error, for the
+    /// caller to report.
     pub fn dispatch(
         &self,
         msg: &Message,
         peer: P,
         sink: Sink,
         encoder: &FrameEncoder,
-    ) -> Vec<String> {
-        let Ok(c) = ext::decode::<CallIn>(msg) else {
-            tracing::debug!("malformed ipcx.request ignored");
-            return Vec::new();
+    ) -> Result<Vec<String>, ProtocolError> {
+        let c = match ext::decode::<CallIn>(msg) {
+            Ok(c) => c,
+            Err(e) => {
+                return match ext::call_id(msg) {
+                    Some(n) => {
+                        let r = Responder::new(&n, sink, encoder.clone());
+                        if let Err(err) = r.send_error(e.code().as_str(), e.message()) {
+                            tracing::debug!("cannot answer a malformed request: {err}");
+                        }
+                        Ok(Vec::new())
+                    }
+                    None => Err(e),
+                };
+            }
         };
         let responder = Responder::new(&c.n, sink, encoder.clone());
         let list = self.lock().clone();
@@ -474,7 +489,7 @@ impl<P> RequestHandlers<P> {
             if let Err(e) = responder.send_empty() {
                 tracing::debug!("cannot answer a request: {e}");
             }
-            return panics;
+            return Ok(panics);
         }
         let req = Request {
             data: c.d.map(Arc::from),
@@ -486,9 +501,13 @@ impl<P> RequestHandlers<P> {
                 Ok(Ok(Flow::Continue)) => {}
                 Ok(Ok(Flow::Stop)) => break,
                 Ok(Err(message)) => {
-                    let _ = req
+                    // A failure to queue it is counted by the sink.
+                    if let Err(e) = req
                         .responder
-                        .send_error(ErrorCode::Handler.as_str(), &message);
+                        .send_error(ErrorCode::Handler.as_str(), &message)
+                    {
+                        tracing::debug!("cannot answer a request: {e}");
+                    }
                     break;
                 }
                 Err(p) => {
@@ -497,15 +516,18 @@ impl<P> RequestHandlers<P> {
                         .map(|s| (*s).to_owned())
                         .or_else(|| p.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "request handler panicked".to_owned());
-                    let _ = req
+                    if let Err(e) = req
                         .responder
-                        .send_error(ErrorCode::Handler.as_str(), &message);
+                        .send_error(ErrorCode::Handler.as_str(), &message)
+                    {
+                        tracing::debug!("cannot answer a request: {e}");
+                    }
                     panics.push(message);
                     break;
                 }
             }
         }
-        panics
+        Ok(panics)
     }
 }
 
@@ -561,7 +583,7 @@ mod tests {
         let req = decode(&encode_call(&enc, names::REQUEST, "n1", Some(&7)).unwrap());
         let h: RequestHandlers<()> = RequestHandlers::default();
         // no handler: empty answer
-        h.dispatch(&req, (), sink.clone(), &enc);
+        h.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(
             &sent.lock().unwrap()[0][..],
             b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\"}}\x0c"
@@ -582,7 +604,7 @@ mod tests {
             o3.lock().unwrap().push(3);
             Ok(Flow::Continue)
         });
-        h.dispatch(&req, (), sink.clone(), &enc);
+        h.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(*order.lock().unwrap(), vec![1, 2]);
         assert_eq!(
             &sent.lock().unwrap()[1][..],
@@ -590,7 +612,7 @@ mod tests {
         );
         let h2: RequestHandlers<()> = RequestHandlers::default();
         h2.add(|_| Err("nope".into()));
-        h2.dispatch(&req, (), sink.clone(), &enc);
+        h2.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(
             &sent.lock().unwrap()[2][..],
             &b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\",\"e\":{\"code\":\"ERR_IPC_HANDLER\",\"message\":\"nope\"}}}\x0c"[..]
@@ -598,7 +620,7 @@ mod tests {
         let h3: RequestHandlers<()> = RequestHandlers::default();
         h3.add(|_| panic!("kaboom"));
         assert_eq!(
-            h3.dispatch(&req, (), sink, &enc),
+            h3.dispatch(&req, (), sink, &enc).unwrap(),
             vec!["kaboom".to_string()]
         );
         assert!(std::str::from_utf8(&sent.lock().unwrap()[3])

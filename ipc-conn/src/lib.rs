@@ -29,6 +29,7 @@
 //! call (request, ping, subscription change), which is never replayed.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod calls;
 mod dispatch;
 pub mod driver;
@@ -37,12 +38,13 @@ mod link;
 pub mod outbox;
 pub mod reader;
 
+pub use budget::{Budget, Charge, DEFAULT_INBOUND_BYTES, EVENT_OVERHEAD};
 pub use calls::{
     CallError, CallFailure, Calls, Flow, HandshakeMode, PendingCall, Request, RequestHandlers,
     RespondError, Responder, Response, Sink,
 };
 pub use dispatch::{Delivered, Dispatcher, Event, EventStream, Origin};
-pub use driver::{drive, spawn_writer, Admit, Role, Step};
+pub use driver::{drive, spawn_writer, Admit, OnWriteFailure, Role, Step};
 pub use handlers::{DispatchCache, HandlerId, HandlerPanic, Handlers};
 pub use link::{Link, LinkError};
 pub use outbox::{EmitError, Outbox, SendError, SyncGate, WriterExit};

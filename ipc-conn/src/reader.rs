@@ -69,6 +69,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The token that ends this reader (and its connection).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
     /// The decoder (for its configuration).
     pub fn decoder(&self) -> &FrameDecoder {
         &self.dec

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_conn::{
-    drive, spawn_writer, Admit, Dispatcher, Event, Flow, FrameReader, HandlerPanic, Link,
-    RequestHandlers, Role, Step, WriterExit,
+    drive, spawn_writer, Admit, Budget, Dispatcher, Event, Flow, FrameReader, HandlerPanic, Link,
+    OnWriteFailure, RequestHandlers, Role, Step, WriterExit,
 };
 use ipc_proto::ext::{self, names};
 use ipc_proto::{
@@ -55,6 +55,7 @@ enum Failure {
     Refused(String),
     Protocol(ErrorCode),
     Io,
+    Unsent(u64),
 }
 
 /// A role that records what the driver asked of it.
@@ -70,6 +71,7 @@ struct TestRole {
     ignore: Option<&'static str>,
     extensions: Vec<String>,
     eof: bool,
+    budget: Budget,
 }
 
 impl TestRole {
@@ -86,6 +88,7 @@ impl TestRole {
             ignore: None,
             extensions: Vec::new(),
             eof: false,
+            budget: Budget::new(1 << 20),
         }
     }
 }
@@ -112,6 +115,15 @@ impl Role for TestRole {
     }
     fn request_panicked(&self, message: String) -> Ev {
         Ev::Error(format!("request handler: {message}"))
+    }
+    fn budget(&self) -> &Budget {
+        &self.budget
+    }
+    fn error_event(&self, error: Failure) -> Ev {
+        Ev::Error(format!("{error:?}"))
+    }
+    fn answers_unsent(&self, count: u64) -> Failure {
+        Failure::Unsent(count)
     }
     fn idle_timeout(&self) -> Option<Duration> {
         self.idle
@@ -270,7 +282,13 @@ async fn pings_requests_and_answers_are_routed_by_the_driver() {
     // The pong and the response are queued on the link, in order.
     let (wr_a, mut rd_b) = tokio::io::duplex(1 << 16);
     role.link.outbox().close();
-    let writer = spawn_writer(&role.link, wr_a, CancellationToken::new(), None);
+    let writer = spawn_writer(
+        &role.link,
+        wr_a,
+        CancellationToken::new(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
     assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
     let frames = read_frames(&mut rd_b, 2).await;
     let (pong, resp) = (&frames[0], &frames[1]);
@@ -404,8 +422,20 @@ async fn two_drivers_answer_each_other() {
         Ok(Flow::Stop)
     });
     let seen_b = record(&side_b);
-    let wa = spawn_writer(&side_a.link, a_wr, ca.clone(), None);
-    let wb = spawn_writer(&side_b.link, b_wr, cb.clone(), None);
+    let wa = spawn_writer(
+        &side_a.link,
+        a_wr,
+        ca.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    let wb = spawn_writer(
+        &side_b.link,
+        b_wr,
+        cb.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
     let mut ra = FrameReader::new(a_rd, dec(), ca.clone());
     let mut rb = FrameReader::new(b_rd, dec(), cb.clone());
     let da = tokio::spawn(async move { drive(&mut side_a, &mut ra).await });

@@ -73,6 +73,14 @@ pub enum ErrorCode {
     HandshakeRequired,
     /// A request handler failed.
     Handler,
+    /// `maxConnections` was reached: a new connection was refused.
+    MaxConnections,
+    /// The authorizer refused a connection.
+    Unauthorized,
+    /// A transport operation failed (the OS error is the cause).
+    Io,
+    /// The operation needs a running server.
+    NotRunning,
 }
 
 impl ErrorCode {
@@ -107,6 +115,10 @@ impl ErrorCode {
         ErrorCode::HandshakeTimeout,
         ErrorCode::HandshakeRequired,
         ErrorCode::Handler,
+        ErrorCode::MaxConnections,
+        ErrorCode::Unauthorized,
+        ErrorCode::Io,
+        ErrorCode::NotRunning,
     ];
 
     /// The exact `ERR_IPC_*` string.
@@ -141,6 +153,10 @@ impl ErrorCode {
             ErrorCode::HandshakeTimeout => "ERR_IPC_HANDSHAKE_TIMEOUT",
             ErrorCode::HandshakeRequired => "ERR_IPC_HANDSHAKE_REQUIRED",
             ErrorCode::Handler => "ERR_IPC_HANDLER",
+            ErrorCode::MaxConnections => "ERR_IPC_MAX_CONNECTIONS",
+            ErrorCode::Unauthorized => "ERR_IPC_UNAUTHORIZED",
+            ErrorCode::Io => "ERR_IPC_IO",
+            ErrorCode::NotRunning => "ERR_IPC_NOT_RUNNING",
         }
     }
 

@@ -722,6 +722,8 @@ async fn feed(
     if closed {
         assert!(closed_by_peer(&mut s).await);
     }
+    // Closing our side first lets the graceful stop finish at once.
+    drop(s);
     server.stop().await;
     (msgs, code, closed)
 }

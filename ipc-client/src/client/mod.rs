@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_conn::{
-    CallError, Dispatcher, EventStream, Flow, HandlerId, Link, LinkError, Request, RequestHandlers,
-    Response, SyncGate,
+    Budget, CallError, Dispatcher, EventStream, Flow, HandlerId, Link, LinkError, Request,
+    RequestHandlers, Response, SyncGate,
 };
 use ipc_proto::ext::{self, names, End};
 use ipc_proto::{FrameDecoder, FrameEncoder};
@@ -35,6 +35,8 @@ struct Inner {
     /// The outbound queue (surviving reconnects), encoder and calls.
     link: Link,
     events: Dispatcher<ClientEvent>,
+    /// What the server's events may hold in the event streams.
+    budget: Budget,
     /// Set by `disconnect`/`destroy`: no retry, no more events.
     explicit: CancellationToken,
     closing: AtomicBool,
@@ -112,6 +114,7 @@ impl Client {
                 retry: Mutex::new(config.retry),
                 link: Link::new(encoder, config.queue_bytes),
                 events: Dispatcher::new(config.event_buffer),
+                budget: Budget::new(config.inbound_bytes),
                 explicit: CancellationToken::new(),
                 closing: AtomicBool::new(false),
                 state,
@@ -451,8 +454,10 @@ impl Client {
         if let Some(t) = task {
             let _ = t.await;
         }
-        self.inner.state.send_replace(ClientState::Destroyed);
+        // Closed before anyone can see the client destroyed: an emit from
+        // then on fails instead of queueing what nobody will write.
         let (frames, bytes) = self.inner.link.outbox().abort();
+        self.inner.state.send_replace(ClientState::Destroyed);
         if frames > 0 {
             return Err(ClientError::Undelivered {
                 endpoint: self.inner.name.clone(),
@@ -477,11 +482,14 @@ impl Inner {
         self.state.send_replace(s);
     }
 
-    /// Delivers an event to the handlers, then to every event stream
-    /// (waiting while a stream is full: backpressure instead of unbounded
-    /// buffering); handler panics become `error` events.
+    /// Delivers one of the client's own events to the handlers, then to
+    /// every event stream; handler panics become `error` events. While the
+    /// streams hold `event_buffer` such events it waits for the
+    /// application to take some, until the client is stopped.
     async fn deliver(&self, ev: ClientEvent) {
-        self.events.dispatch(ev, None, &self.name).await;
+        self.events
+            .dispatch_local(ev, &self.name, Some(&self.explicit))
+            .await;
     }
 
     async fn error(&self, e: ClientError) {

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_conn::{
-    drive, spawn_writer, CallError, Dispatcher, FrameReader, Link, ReadEvent, RequestHandlers,
-    Role, Step, WriterExit,
+    drive, spawn_writer, Budget, CallError, Dispatcher, FrameReader, Link, OnWriteFailure,
+    ReadEvent, RequestHandlers, Role, Step, WriterExit,
 };
 use ipc_proto::ext::{self, names, End, Hello, Welcome};
 use ipc_proto::{ErrorCode, FrameDecoder, Inbound, Message, ProtocolError};
@@ -71,10 +71,13 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         inner.set_state(ClientState::Disconnected);
         match retry.on_close(&cfg, false, violation) {
             OnClose::Destroy => {
+                // The queue closes before anyone can see the client
+                // destroyed: an emit from then on is an error.
+                let undelivered = close_queue(&inner);
                 inner.deliver(ClientEvent::Disconnect).await;
                 inner.set_state(ClientState::Destroyed);
                 inner.deliver(ClientEvent::Destroy).await;
-                report_undelivered(&inner).await;
+                report_undelivered(&inner, undelivered).await;
                 return;
             }
             OnClose::RetryAfter(delay) => {
@@ -87,9 +90,10 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                 match retry.on_timer(&inner.retry_config(), inner.explicit()) {
                     OnTimer::Stop => break,
                     OnTimer::Destroy => {
+                        let undelivered = close_queue(&inner);
                         inner.set_state(ClientState::Destroyed);
                         inner.deliver(ClientEvent::Destroy).await;
-                        report_undelivered(&inner).await;
+                        report_undelivered(&inner, undelivered).await;
                         return;
                     }
                     OnTimer::Reconnect => {}
@@ -100,9 +104,14 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
     inner.set_state(ClientState::Destroyed);
 }
 
-/// The client is finished: anything still queued will never be written.
-async fn report_undelivered(inner: &Inner) {
-    let (frames, bytes) = inner.link.outbox().abort();
+/// The client is finished: its queue refuses new messages, and what it
+/// still holds (frames, bytes) will never be written.
+fn close_queue(inner: &Inner) -> (usize, usize) {
+    inner.link.outbox().abort()
+}
+
+/// Reports what [`close_queue`] dropped.
+async fn report_undelivered(inner: &Inner, (frames, bytes): (usize, usize)) {
     if frames > 0 {
         inner
             .error(ClientError::Undelivered {
@@ -147,7 +156,13 @@ async fn run_connection(
     retry.on_connect(&inner.retry_config());
     inner.set_state(ClientState::Connected);
     inner.deliver(ClientEvent::Connect).await;
-    let writer = spawn_writer(&inner.link, wr, conn.clone(), inner.sync_gate.clone());
+    let writer = spawn_writer(
+        &inner.link,
+        wr,
+        conn.clone(),
+        inner.sync_gate.clone(),
+        OnWriteFailure::KeepQueue,
+    );
     let mut role = ClientRole { inner };
     let mut failure = drive(&mut role, &mut reader).await;
     // The outbox outlives the connection: stop the writer, and what it did
@@ -178,6 +193,21 @@ impl Role for ClientRole<'_> {
 
     fn events(&self) -> &Dispatcher<ClientEvent> {
         &self.inner.events
+    }
+
+    fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    fn error_event(&self, error: ClientError) -> ClientEvent {
+        ClientEvent::Error(Arc::new(error))
+    }
+
+    fn answers_unsent(&self, count: u64) -> ClientError {
+        ClientError::AnswersUnsent {
+            endpoint: self.inner.name.clone(),
+            count,
+        }
     }
 
     fn label(&self) -> &str {

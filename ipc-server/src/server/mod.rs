@@ -456,11 +456,16 @@ impl Server {
 }
 
 impl Inner {
-    /// Delivers an event to the handlers, then to every event stream
-    /// (waiting while a stream is full); handler panics become `error`
-    /// events.
+    /// Delivers one of the server's own events to the handlers, then to
+    /// every event stream; handler panics become `error` events. While the
+    /// streams hold `event_buffer` such events it waits for the application
+    /// to take some — but never once the server is stopping, so a stop
+    /// never waits on an application that waits on it.
     async fn deliver(&self, ev: ServerEvent) {
-        self.events.dispatch(ev, None, &self.name).await;
+        let running = lock(&self.run).as_ref().map(|r| r.cancel.clone());
+        self.events
+            .dispatch_local(ev, &self.name, running.as_ref())
+            .await;
     }
 
     async fn error(&self, peer: Option<Peer>, error: ServerError) {

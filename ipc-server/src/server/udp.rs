@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use ipc_conn::{Budget, Charge, EVENT_OVERHEAD};
 use ipc_proto::{Inbound, UdpReassembler};
 use ipc_transport::{Endpoint, UdpSocket};
 use serde::Serialize;
@@ -149,7 +150,8 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, cancel: CancellationT
         };
     let mut buf = vec![0u8; 65_536];
     let mut out = Vec::new();
-    loop {
+    let budget = Budget::new(inner.config.inbound_bytes);
+    'recv: loop {
         let deadline = reasm.next_deadline().map(tokio::time::Instant::from_std);
         let r = tokio::select! {
             biased;
@@ -192,7 +194,18 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, cancel: CancellationT
                             bytes,
                         },
                     };
-                    inner.deliver(ev).await;
+                    // Datagrams waiting in the event streams share one
+                    // budget: while it is full the socket is not read and
+                    // the kernel drops what does not fit, as UDP does.
+                    let charge = if inner.events.has_streams() {
+                        tokio::select! {
+                            c = budget.charge(EVENT_OVERHEAD + n) => c,
+                            _ = cancel.cancelled() => break 'recv,
+                        }
+                    } else {
+                        Charge::none()
+                    };
+                    inner.events.dispatch(ev, None, &inner.name, charge);
                 }
                 if let Err(source) = pushed {
                     inner

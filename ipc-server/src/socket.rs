@@ -55,7 +55,7 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(crate) fn new(id: u64, peer: PeerInfo, link: Link, cancel: CancellationToken) -> Socket {
-        let label = format!("#{id} {}", peer.addr);
+        let label = format!("#{id} {peer}");
         Socket {
             inner: Arc::new(SocketInner {
                 id,
@@ -79,7 +79,8 @@ impl Socket {
         &self.inner.peer
     }
 
-    /// A readable label: `#<id> <address>`.
+    /// A readable label: `#<id> <address>`, with the pid/uid/gid a Unix
+    /// peer's kernel reported.
     pub fn label(&self) -> &str {
         &self.inner.label
     }

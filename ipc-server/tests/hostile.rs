@@ -33,8 +33,11 @@ fn endpoint(dir: &tempfile::TempDir) -> (Endpoint, std::path::PathBuf) {
     (Endpoint::Unix(path.clone()), path)
 }
 
-/// Collects the server's error events (code and text) from a handler.
-fn record_errors(server: &Server) -> Arc<std::sync::Mutex<Vec<(Option<ErrorCode>, String)>>> {
+/// The error events a server raised: code and text (with the peer).
+type Errors = Arc<std::sync::Mutex<Vec<(Option<ErrorCode>, String)>>>;
+
+/// Collects the server's error events from a handler.
+fn record_errors(server: &Server) -> Errors {
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
     let e = errors.clone();
     server.on("error", move |ev| {

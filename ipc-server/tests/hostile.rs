@@ -263,10 +263,14 @@ async fn inbound_memory_is_bounded_per_peer() {
     let (sent, attacker) = flooding.await.unwrap();
     let grown_mib = sampler.peak().saturating_sub(baseline) / 1024;
     drop(sampler);
+    eprintln!(
+        "peak RSS grew by {grown_mib} MiB while a peer sent {} MiB",
+        sent >> 20
+    );
     // Budget (4 MiB) + the frame being read (1 MiB) + read buffer, twice
     // over for the allocator: far below what the flood sent.
     assert!(
-        grown_mib < 48,
+        grown_mib < 32,
         "peak RSS grew by {grown_mib} MiB while a peer sent {} MiB",
         sent >> 20
     );

@@ -5,7 +5,7 @@
 //! - the bounded outbound queue and its coalescing writer ([`outbox`]);
 //! - the frame reader with the partial-frame timer ([`reader`]);
 //! - the handler registry and event delivery ([`handlers`], [`Dispatcher`],
-//!   [`EventStream`]);
+//!   [`EventStream`]) with the per-peer inbound [`budget`];
 //! - request/response and ping correlation, request handlers and
 //!   responders ([`calls`]);
 //! - the [`Link`] handle (emit, send, request, ping on one connection) and
@@ -27,6 +27,16 @@
 //! returns: nothing disappears silently. A frame whose write was cut is
 //! written again whole on the next connection, unless it was queued as a
 //! call (request, ping, subscription change), which is never replayed.
+//!
+//! Inbound is bounded in bytes per peer ([`budget`]): what a peer sent and
+//! the application has not taken from its event streams is charged to that
+//! peer, and while its budget is full the driver stops reading from it
+//! alone. Delivering an event never waits on a stream. Every wait in the
+//! engine has an exit: the driver's waits end with the connection's
+//! cancellation, a server socket's failed writer closes its queue so
+//! waiting `emit`s fail at once, and an endpoint's own events wait for room
+//! only until it stops. An answer (response, pong, acknowledgement) that
+//! cannot be queued is counted and reported as an `error` event.
 #![forbid(unsafe_code)]
 
 pub mod budget;

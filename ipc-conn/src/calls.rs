@@ -239,15 +239,28 @@ impl Calls {
     }
 
     /// Settles the call an `ipcx.response` or `ipcx.pong` answers. Returns
-    /// false for an unknown or malformed answer (ignored).
-    pub fn resolve(&self, msg: &Message) -> bool {
-        let Ok(r) = ext::decode::<ResponseIn>(msg) else {
-            tracing::debug!(event = msg.event(), "malformed extension answer ignored");
-            return false;
+    /// false for an answer to an unknown or expired call (ignored), and the
+    /// error for a malformed one (whose call, if its id can be read, fails
+    /// with that error at once).
+    pub fn resolve(&self, msg: &Message) -> Result<bool, ProtocolError> {
+        let r = match ext::decode::<ResponseIn>(msg) {
+            Ok(r) => r,
+            Err(e) => {
+                // The caller it answers (if it can be named) fails now
+                // instead of waiting for its timeout.
+                let waiter = ext::call_id(msg).and_then(|n| self.lock().remove(&n));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(Err(CallError::Remote {
+                        code: e.code().as_str().to_owned(),
+                        message: e.message().to_owned(),
+                    }));
+                }
+                return Err(e);
+            }
         };
         let Some(tx) = self.lock().remove(&r.n) else {
             tracing::debug!(n = %r.n, "answer to an unknown or expired call ignored");
-            return false;
+            return Ok(false);
         };
         let result = match r.e {
             Some(e) => Err(CallError::Remote {
@@ -256,8 +269,10 @@ impl Calls {
             }),
             None => Ok(Response { data: r.d }),
         };
+        // The caller may have given up (its future was dropped): nothing
+        // is lost that anyone waits for.
         let _ = tx.send(result);
-        true
+        Ok(true)
     }
 
     /// Fails every call in flight.
@@ -554,10 +569,10 @@ mod tests {
         let b = calls.start();
         assert_ne!(a.id(), b.id());
         let resp = encode_call(&enc, names::RESPONSE, a.id(), Some(&42)).unwrap();
-        assert!(calls.resolve(&decode(&resp)));
+        assert!(calls.resolve(&decode(&resp)).unwrap());
         assert_eq!(a.wait(None).await.unwrap().data::<i32>().unwrap(), Some(42));
         // late answers to unknown ids are ignored
-        assert!(!calls.resolve(&decode(&resp)));
+        assert!(!calls.resolve(&decode(&resp)).unwrap());
         assert_eq!(
             b.wait(Some(Duration::from_millis(10))).await.unwrap_err(),
             CallError::Timeout(Duration::from_millis(10))

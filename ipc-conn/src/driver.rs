@@ -258,7 +258,9 @@ where
 async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
     match m.event() {
         names::RESPONSE | names::PONG => {
-            role.link().calls().resolve(m);
+            if let Err(e) = role.link().calls().resolve(m) {
+                report(role, role.protocol_error(e));
+            }
         }
         names::PING => match ext::pong_for(m, role.link().encoder()) {
             Ok(pong) => {

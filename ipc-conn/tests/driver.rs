@@ -458,3 +458,179 @@ async fn two_drivers_answer_each_other() {
     ca.cancel();
     assert_eq!(da.await.unwrap(), None);
 }
+
+/// Malformed extension frames: an answer whose call can be named fails that
+/// call at once; one that cannot, and a request without an id, are
+/// reported as error events; the connection goes on.
+#[tokio::test]
+async fn malformed_extension_frames_fail_their_call_or_are_reported() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    let seen = record(&role);
+    let call = role.link.calls().start();
+    let n = call.id().to_owned();
+    peer.write_all(&frame(
+        names::RESPONSE,
+        &serde_json::json!({"n": n, "e": 5}),
+    ))
+    .await
+    .unwrap();
+    peer.write_all(&frame(names::REQUEST, &"no id"))
+        .await
+        .unwrap();
+    peer.write_all(&frame("after", &1)).await.unwrap();
+    drop(peer);
+    assert_eq!(drive(&mut role, &mut reader).await, None);
+    let err = call.wait(Some(Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidMessage), "{err:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[0].starts_with("error=Protocol(InvalidMessage)"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].starts_with("error=Protocol(InvalidMessage)"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], "after=1");
+}
+
+/// Answers that do not fit in the queue are counted and reported in one
+/// error event with the count.
+#[tokio::test]
+async fn answers_that_cannot_be_queued_are_reported_with_their_count() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    role.link = Link::new(encoder(), 64);
+    let seen = record(&role);
+    let enc = encoder();
+    for i in 0..5 {
+        let n = format!("p{i}");
+        peer.write_all(&ext::encode_call(&enc, names::PING, &n, Some(&"0123456789")).unwrap())
+            .await
+            .unwrap();
+    }
+    drop(peer);
+    assert_eq!(drive(&mut role, &mut reader).await, None);
+    // The first pong fits in 64 bytes; the other four do not.
+    let seen = seen.lock().unwrap().clone();
+    let unsent: u64 = seen
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("error=Unsent(")?
+                .strip_suffix(')')?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(unsent, 4, "{seen:?}");
+    assert_eq!(role.link.outbox().queued_frames(), 1);
+}
+
+/// While the peer's budget is full the driver stops reading; taking events
+/// from the stream lets it go on, and cancelling ends the wait.
+#[tokio::test]
+async fn a_full_budget_stops_reading_until_events_are_taken() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    role.budget = Budget::new(4 * 1024);
+    let mut stream = role.events.stream();
+    let budget = role.budget.clone();
+    let feeder = tokio::spawn(async move {
+        for i in 0..100u32 {
+            peer.write_all(&frame("m", &i)).await.unwrap();
+        }
+        peer
+    });
+    let driving = tokio::spawn(async move {
+        let end = drive(&mut role, &mut reader).await;
+        (end, role)
+    });
+    // The budget fills (256 bytes per event: 16 events) and reading stops.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while budget.charged() + 256 <= budget.limit() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(budget.charged() <= budget.limit());
+    assert!(!feeder.is_finished() || budget.charged() > 0);
+    // Taking every event lets all 100 through, in order.
+    for i in 0..100u32 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev {
+            Ev::Message(m) => assert_eq!(m.data::<u32>().unwrap(), i),
+            other => panic!("{other:?}"),
+        }
+    }
+    let peer = feeder.await.unwrap();
+    assert_eq!(budget.charged(), 0);
+    // A driver waiting for room ends when its connection is cancelled.
+    let mut peer = peer;
+    for i in 0..40u32 {
+        peer.write_all(&frame("m", &i)).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while budget.charged() + 256 <= budget.limit() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    let (end, _role) = tokio::time::timeout(Duration::from_secs(10), driving)
+        .await
+        .expect("the driver waited past its cancellation")
+        .unwrap();
+    assert_eq!(end, None);
+}
+
+/// A server socket's writer that fails closes its queue: an `emit` waiting
+/// for room fails at once instead of waiting for a peer that is gone.
+#[tokio::test]
+async fn a_failed_writer_closes_the_queue_so_waiting_emits_fail() {
+    let link = Link::new(encoder(), 256);
+    let (wr, rd) = tokio::io::duplex(64);
+    let cancel = CancellationToken::new();
+    let writer = spawn_writer(&link, wr, cancel.clone(), None, OnWriteFailure::CloseQueue);
+    // Emits until one waits for room (the pipe and the queue are full).
+    let emitting = {
+        let link = link.clone();
+        tokio::spawn(async move {
+            let big = "x".repeat(200);
+            let mut sent = 0u32;
+            loop {
+                if let Err(e) = link.emit("a", Some(&big)).await {
+                    return (sent, e);
+                }
+                sent += 1;
+            }
+        })
+    };
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!emitting.is_finished());
+    // The peer goes away: the write fails, the queue closes, the emit fails.
+    drop(rd);
+    let (sent, e) = tokio::time::timeout(Duration::from_secs(10), emitting)
+        .await
+        .expect("the emit waited past the writer's failure")
+        .unwrap();
+    assert!(sent > 0);
+    assert!(matches!(e, ipc_conn::LinkError::Closed), "{e:?}");
+    assert!(matches!(writer.await.unwrap(), WriterExit::Failed(_)));
+    assert!(link.outbox().is_closed());
+    assert!(cancel.is_cancelled());
+}

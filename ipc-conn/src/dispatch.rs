@@ -34,6 +34,12 @@ pub trait Event: Clone + Send + Sync + 'static {
     /// handles it; a panic in an error handler is logged, not re-reported).
     fn error_text(&self) -> Option<String>;
 
+    /// Whether this is an `error` event (asked for every event: keep it
+    /// cheap).
+    fn is_error(&self) -> bool {
+        self.name() == "error"
+    }
+
     /// The `error` event that reports `panic`, caught while this event was
     /// dispatched.
     fn handler_panicked(&self, panic: HandlerPanic) -> Self;
@@ -257,6 +263,10 @@ impl<E: Event> Dispatcher<E> {
         charge: Charge,
     ) {
         let d = self.deliver_with(ev.name(), &ev, cache, charge);
+        if d.panics.is_empty() && !ev.is_error() {
+            // The common case: nothing to report.
+            return;
+        }
         let error = ev.error_text();
         report(endpoint, error.as_deref(), &d);
         if error.is_some() {

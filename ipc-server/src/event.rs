@@ -123,6 +123,10 @@ impl Event for ServerEvent {
         ServerEvent::name(self)
     }
 
+    fn is_error(&self) -> bool {
+        matches!(self, ServerEvent::Error { .. })
+    }
+
     fn error_text(&self) -> Option<String> {
         match self {
             ServerEvent::Error {

@@ -187,14 +187,17 @@ impl Role for ClientRole<'_> {
     type Peer = ();
     type Error = ClientError;
 
+    #[inline]
     fn link(&self) -> &Link {
         &self.inner.link
     }
 
+    #[inline]
     fn events(&self) -> &Dispatcher<ClientEvent> {
         &self.inner.events
     }
 
+    #[inline]
     fn budget(&self) -> &Budget {
         &self.inner.budget
     }
@@ -210,10 +213,12 @@ impl Role for ClientRole<'_> {
         }
     }
 
+    #[inline]
     fn label(&self) -> &str {
         &self.inner.name
     }
 
+    #[inline]
     fn extension(&self) -> bool {
         self.inner.config.extension
     }
@@ -246,6 +251,7 @@ impl Role for ClientRole<'_> {
 
     /// Sync mode with a timeout: the next message is released after this
     /// long without an answer.
+    #[inline]
     fn deadline(&self) -> Option<Instant> {
         match (&self.inner.sync_gate, self.inner.config.sync_timeout) {
             (Some(gate), Some(limit)) if !gate.is_ready() => Some(Instant::now() + limit),
@@ -265,6 +271,7 @@ impl Role for ClientRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn received(&mut self) {
         // Whatever the server sends answers the message in flight (sync).
         if let Some(g) = &self.inner.sync_gate {
@@ -293,6 +300,7 @@ impl Role for ClientRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn event(&mut self, item: Inbound) -> ClientEvent {
         match item {
             Inbound::Message(m) => ClientEvent::Message(m),

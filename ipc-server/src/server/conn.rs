@@ -200,14 +200,17 @@ impl Role for ServerRole<'_> {
     type Peer = Peer;
     type Error = ServerError;
 
+    #[inline]
     fn link(&self) -> &Link {
         self.socket.link()
     }
 
+    #[inline]
     fn events(&self) -> &Dispatcher<ServerEvent> {
         &self.inner.events
     }
 
+    #[inline]
     fn budget(&self) -> &Budget {
         &self.budget
     }
@@ -226,10 +229,12 @@ impl Role for ServerRole<'_> {
         }
     }
 
+    #[inline]
     fn label(&self) -> &str {
         self.socket.label()
     }
 
+    #[inline]
     fn extension(&self) -> bool {
         self.inner.config.extension
     }
@@ -259,6 +264,7 @@ impl Role for ServerRole<'_> {
         }
     }
 
+    #[inline]
     fn deadline(&self) -> Option<Instant> {
         self.greeting
     }
@@ -271,6 +277,7 @@ impl Role for ServerRole<'_> {
         }))
     }
 
+    #[inline]
     fn admit(&mut self, item: &Inbound) -> Admit<ServerError> {
         if self.refused {
             return Admit::Ignore;
@@ -308,6 +315,7 @@ impl Role for ServerRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn event(&mut self, item: Inbound) -> ServerEvent {
         let from = self.from.clone();
         match item {

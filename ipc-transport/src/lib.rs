@@ -74,6 +74,8 @@ pub use listener::{
 };
 pub use stream::{PeerAddr, PeerCred, PeerInfo, ReadHalf, Stream, StreamKind, WriteHalf};
 
+#[cfg(windows)]
+pub use pipe::PipeStream;
 #[cfg(feature = "tls")]
 pub use tls::{NodeTlsOptions, PemSource, TlsClientConfig, TlsServerConfig};
 #[cfg(feature = "udp")]

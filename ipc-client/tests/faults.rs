@@ -7,6 +7,8 @@
 //! case is precise. Every wait is bounded by [`T`]; no test sleeps hoping
 //! something happened.
 
+// Raw Unix listeners throughout.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -11,6 +11,9 @@
 //! its own `Child` handle. No test sleeps hoping something happened: each
 //! waits for an event or a condition, bounded by [`T`].
 
+// Raw Unix sockets, rlimits and file modes throughout; the pipe
+// counterparts of what applies on Windows are in pipe.rs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};

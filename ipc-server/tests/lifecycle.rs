@@ -2,6 +2,9 @@
 //! sequences (SPEC §3.3), retry (§3.6), broadcast and backpressure, graceful
 //! stop, maxConnections, sync mode (§3.5).
 
+// Unix-socket endpoints throughout; the same lifecycle over Windows named
+// pipes is in pipe.rs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};

@@ -35,6 +35,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A Windows named pipe has no half-close: shutting a pipe stream's write
+//! half down closes the whole pipe once what was written has gone out, so
+//! the peer reads it and then end-of-stream (see `PipeStream`, Windows
+//! only).
+//!
 //! ## Secure defaults
 //!
 //! Unix socket files are made owner-only (0600) right after binding unless
@@ -74,6 +79,8 @@ pub use listener::{
 };
 pub use stream::{PeerAddr, PeerCred, PeerInfo, ReadHalf, Stream, StreamKind, WriteHalf};
 
+#[cfg(windows)]
+pub use pipe::PipeStream;
 #[cfg(feature = "tls")]
 pub use tls::{NodeTlsOptions, PemSource, TlsClientConfig, TlsServerConfig};
 #[cfg(feature = "udp")]

@@ -438,7 +438,7 @@ impl Listener {
                 let next = crate::pipe::create_next(&name)?;
                 let connected = std::mem::replace(&mut *guard, next);
                 Stream::new(
-                    StreamKind::PipeServer(connected),
+                    StreamKind::PipeServer(crate::pipe::PipeStream::server(connected)),
                     PeerInfo::new(PeerAddr::Pipe(name)),
                 )
             }
@@ -581,7 +581,7 @@ pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<Strea
         Endpoint::NamedPipe(name) => {
             let client = crate::pipe::connect(name, opts.connect_timeout).await?;
             Ok(Stream::new(
-                StreamKind::PipeClient(client),
+                StreamKind::PipeClient(crate::pipe::PipeStream::client(client)),
                 PeerInfo::new(PeerAddr::Pipe(name.clone())),
             ))
         }

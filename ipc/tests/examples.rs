@@ -13,6 +13,8 @@ use std::time::Duration;
 
 #[path = "../examples/broadcast.rs"]
 mod broadcast;
+// Shares one Unix listening socket between workers.
+#[cfg(unix)]
 #[path = "../examples/cluster.rs"]
 mod cluster;
 #[path = "../examples/raw_buffer.rs"]
@@ -103,6 +105,7 @@ fn example_sync_mode() {
     run("sync_mode", sync_mode::main);
 }
 
+#[cfg(unix)]
 #[test]
 fn example_cluster() {
     run("cluster", cluster::main);

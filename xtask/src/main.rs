@@ -14,10 +14,13 @@
 //! * `fuzz [seconds]` — runs every cargo-fuzz target for the given time.
 //! * `soak [--minutes N]` — mixed traffic for N minutes (default 10) with
 //!   zero lost messages and flat memory; see `soak.rs` (not run in CI).
+//! * `windows` — the named-pipe suites and node-ipc pipe interop, built for
+//!   `x86_64-pc-windows-gnu` and run under Wine; see `windows.rs`.
 
 mod bench;
 mod interop;
 mod soak;
+mod windows;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: cargo xtask <test|interop|bench|fuzz|soak> [args]");
+        eprintln!("usage: cargo xtask <test|interop|bench|fuzz|soak|windows> [args]");
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
@@ -35,8 +38,9 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&args[1..]),
         "soak" => soak::soak(&args[1..]),
+        "windows" => windows::windows(),
         other => Err(format!(
-            "unknown xtask command `{other}`; available: test, interop, bench, fuzz, soak"
+            "unknown xtask command `{other}`; available: test, interop, bench, fuzz, soak, windows"
         )),
     };
     match result {

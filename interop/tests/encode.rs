@@ -1,4 +1,4 @@
-//! SPEC §7.1 framed encode vectors, produced by real node-ipc peers and
+//! `docs/protocol.md` §7.1 framed encode vectors, produced by real node-ipc peers and
 //! compared byte for byte on a raw Rust socket.
 //!
 //! * `node_client_to_rust_server`: `client.emit(type, data)` from a Node

@@ -1,4 +1,4 @@
-//! SPEC §3.3 lifecycle sequences that a raw Rust endpoint can drive, for
+//! `docs/protocol.md` §3.3 lifecycle sequences that a raw Rust endpoint can drive, for
 //! every peer over Unix, TCP/IPv4 and TCP/IPv6:
 //!
 //! * the Rust server closes the connection: a Node client with

@@ -1,7 +1,7 @@
 //! The interop matrix with this project's crates on the Rust side:
 //! {our server ↔ Node client, Node server ↔ our client} × {v9, v12,
 //! v14-fast, v14-guarded} × {unix, tcp4, tcp6, tls, mtls, udp4, udp6} ×
-//! {SPEC §7.1 data kinds byte-compared, raw buffers in each encoding,
+//! {`docs/protocol.md` §7.1 data kinds byte-compared, raw buffers in each encoding,
 //! broadcast to Rust and Node receivers, sync mode, reconnect after a server
 //! restart, a 1 MiB message, a burst of 10,000 messages in order}.
 //!
@@ -37,9 +37,9 @@ fn raw_case(enc: RawEncoding) -> String {
     format!("raw-{}", enc.as_str())
 }
 
-const NA_RAW_GUARDED: &str = "with rawBuffer=true node-ipc 14 always uses its raw parser, whatever `parser` says (SPEC §1.6): the v14-fast raw cells cover v14-guarded";
+const NA_RAW_GUARDED: &str = "with rawBuffer=true node-ipc 14 always uses its raw parser, whatever `parser` says (`docs/protocol.md` §1.6): the v14-fast raw cells cover v14-guarded";
 
-const NA_CRLF_LEGACY: &str = "v9/v12 match the delimiter against the last character of their buffer, so a delimiter longer than one UTF-16 code unit never matches and nothing is dispatched (SPEC §1.4); use a single-character delimiter with these versions";
+const NA_CRLF_LEGACY: &str = "v9/v12 match the delimiter against the last character of their buffer, so a delimiter longer than one UTF-16 code unit never matches and nothing is dispatched (`docs/protocol.md` §1.4); use a single-character delimiter with these versions";
 
 /// Bounded cell body.
 async fn cell<F>(fut: F) -> Result<(), String>
@@ -191,7 +191,7 @@ async fn ours_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     };
     let legacy = flavor.is_legacy();
 
-    // SPEC §7.1, both ways on one connection.
+    // `docs/protocol.md` §7.1, both ways on one connection.
     for v in encode_vectors() {
         let res = cell(async {
             node.command(v.command(), T).await.map_err(s)?;
@@ -428,7 +428,7 @@ async fn ours_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 }
 
 /// Raw mode, our server: per encoding a Node raw client
-/// writes the string of SPEC §7.2 (our server must see those bytes, which
+/// writes the string of `docs/protocol.md` §7.2 (our server must see those bytes, which
 /// our `RawEncoding` also produces) and our server writes [`RAW_IN`] back.
 async fn raw_ours_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
@@ -796,7 +796,7 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 
 /// Raw mode, Node server: per encoding our raw client writes [`RAW_IN`]
 /// (the Node server reports what it decoded) and the Node server writes the
-/// SPEC §7.2 string (our client must see those bytes).
+/// `docs/protocol.md` §7.2 string (our client must see those bytes).
 async fn raw_node_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
         if flavor == Flavor::V14Guarded {
@@ -942,9 +942,9 @@ async fn our_udp(
 /// Datagrams sent before waiting for the receiver to catch up.
 const UDP_WINDOW: u64 = 250;
 
-const NA_UDP_SYNC: &str = "sync is an option of stream clients; node-ipc has no UDP clients and UDP servers never wait for answers (SPEC §2.5, §3.5)";
-const NA_UDP_BIG: &str = "one frame travels in one datagram and node-ipc never splits a frame on send; a datagram carries at most 65,507 (IPv4) / 65,527 (IPv6) bytes (SPEC §2.5)";
-const NA_UDP_LEGACY_BROADCAST: &str = "server.broadcast on a v9/v12 UDP server is a no-op: it never records peers, so nothing is sent (SPEC §2.5)";
+const NA_UDP_SYNC: &str = "sync is an option of stream clients; node-ipc has no UDP clients and UDP servers never wait for answers (`docs/protocol.md` §2.5, §3.5)";
+const NA_UDP_BIG: &str = "one frame travels in one datagram and node-ipc never splits a frame on send; a datagram carries at most 65,507 (IPv4) / 65,527 (IPv6) bytes (`docs/protocol.md` §2.5)";
+const NA_UDP_LEGACY_BROADCAST: &str = "server.broadcast on a v9/v12 UDP server is a no-op: it never records peers, so nothing is sent (`docs/protocol.md` §2.5)";
 
 fn udp_cases() -> Vec<String> {
     let mut c: Vec<String> = data_case_ids().into_iter().map(String::from).collect();
@@ -1229,8 +1229,8 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     vec![ours_g, node_g]
 }
 
-/// Raw datagrams in each encoding: the Node raw UDP server writes the SPEC
-/// §7.2 string to ours; ours writes [`RAW_IN`] to it.
+/// Raw datagrams in each encoding: the Node raw UDP server writes the
+/// `docs/protocol.md` §7.2 string to ours; ours writes [`RAW_IN`] to it.
 async fn udp_raw(flavor: Flavor, fam: Fam, ours_g: &mut Group, node_g: &mut Group) {
     if flavor == Flavor::V14Guarded {
         for (enc, _, _) in raw_vectors() {

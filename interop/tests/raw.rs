@@ -1,4 +1,4 @@
-//! SPEC §7.2 rawBuffer vectors on stream transports: the bytes a Node peer
+//! `docs/protocol.md` §7.2 rawBuffer vectors on stream transports: the bytes a Node peer
 //! writes for each payload kind and `encoding` (R1–R7, read on a raw Rust
 //! socket), and what a Node raw server hands its `data` listener for binary
 //! input (R8: lossless in v14, a lossy string round trip in v9/v12).

@@ -7,7 +7,7 @@
 //!   refuse);
 //! * Node TLS client → Rust TLS server (server auth only, then mutual TLS).
 //!
-//! Frames are checked byte for byte (SPEC §7.1 F1) in both directions.
+//! Frames are checked byte for byte (`docs/protocol.md` §7.1 F1) in both directions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

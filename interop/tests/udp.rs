@@ -1,4 +1,4 @@
-//! SPEC §7.4 UDP vectors over udp4 and udp6, both directions, between a raw
+//! `docs/protocol.md` §7.4 UDP vectors over udp4 and udp6, both directions, between a raw
 //! Rust `UdpSocket` and real node-ipc UDP servers (framed and rawBuffer).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -218,7 +218,7 @@ async fn raw_case(flavor: Flavor, id: &str, u: &mut Udp) -> Result<(), String> {
             let (input, want): (&[u8], &[u8]) = match id {
                 "raw-recv" => (&[0x05, 0x6d, 0x5c], &[0x05, 0x6d, 0x5c]),
                 "raw-empty" => (&[], &[]),
-                // SPEC §7.2 R8 / §1.7: v9/v12 UDP raw receive decodes UTF-8.
+                // `docs/protocol.md` §7.2 R8 / §1.7: v9/v12 UDP raw receive decodes UTF-8.
                 _ if flavor.is_legacy() => (
                     &[0xff, 0xfe, 0x00, 0x80],
                     &[0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd, 0x00, 0xef, 0xbf, 0xbd],

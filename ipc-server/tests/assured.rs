@@ -1,4 +1,4 @@
-//! The assured profile's transport gates (SPEC §1.6, §2.4, §4.2): an
+//! The assured profile's transport gates (`docs/protocol.md` §1.6, §2.4, §4.2): an
 //! assured server refuses to start, and an assured client refuses to be
 //! created or to connect, on any transport that cannot authenticate the
 //! peer, with `ERR_IPC_ASSURED_TRANSPORT` / `ERR_IPC_ASSURED_TLS` and

@@ -1,4 +1,4 @@
-//! Shared pieces of the interop tests: the raw Rust endpoints, the SPEC §7
+//! Shared pieces of the interop tests: the raw Rust endpoints, the `docs/protocol.md` §7
 //! vectors and small expectation helpers.
 #![allow(dead_code, unreachable_pub)]
 
@@ -210,7 +210,7 @@ pub async fn expect_closed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(), String
     }
 }
 
-/// One framed encode vector of SPEC §7.1.
+/// One framed encode vector of `docs/protocol.md` §7.1.
 pub struct EncodeVector {
     pub id: &'static str,
     pub ty: &'static str,

@@ -1,6 +1,6 @@
 //! Shared pieces of the matrix tests that put this project's crates
 //! (`ipc-server`, `ipc-client`) on the Rust side: endpoints, TLS material,
-//! event taps, SPEC §7 expectations and the concurrent cell runner.
+//! event taps, `docs/protocol.md` §7 expectations and the concurrent cell runner.
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::common::{check_bytes, EncodeVector, T};
 
-/// Messages of the burst cells (SPEC issue: a burst of 10,000).
+/// Messages of the burst cells (a burst of 10,000).
 pub const BURST: u64 = 10_000;
 /// Frame size of the 1 MiB cells: the whole frame without its delimiter.
 pub const BIG_FRAME: usize = 1 << 20;
@@ -460,7 +460,7 @@ pub fn wire(m: &Message, delimiter: &[u8]) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// SPEC §7 expectations
+// `docs/protocol.md` §7 expectations
 // ---------------------------------------------------------------------------
 
 /// A Node `Buffer`'s JSON form with its members in Node's order
@@ -502,7 +502,7 @@ pub fn our_frame(v: &EncodeVector, codec: &CodecConfig) -> Result<bytes::Bytes, 
     .map_err(|e| e.to_string())
 }
 
-/// Our encoder's bytes for a vector equal the SPEC hex (the v14 form).
+/// Our encoder's bytes for a vector equal the reference hex (`docs/protocol.md` §7) (the v14 form).
 pub fn check_our_encoder(v: &EncodeVector, codec: &CodecConfig) -> Result<(), String> {
     let got = our_frame(v, codec)?;
     check_bytes(
@@ -531,8 +531,8 @@ pub async fn node_got(node: &mut ipc_interop::NodePeer, v: &EncodeVector) -> Res
     }
 }
 
-/// Raw vectors per encoding: (encoding, string the Node peer writes, SPEC
-/// §7.2 bytes).
+/// Raw vectors per encoding: (encoding, string the Node peer writes,
+/// `docs/protocol.md` §7.2 bytes).
 pub fn raw_vectors() -> Vec<(RawEncoding, &'static str, &'static str)> {
     vec![
         (RawEncoding::Utf8, "hello", "68656c6c6f"),
@@ -549,7 +549,7 @@ pub fn raw_vectors() -> Vec<(RawEncoding, &'static str, &'static str)> {
 /// utf16le receivers deliver it whole).
 pub const RAW_IN: [u8; 6] = [0xff, 0xfe, 0x00, 0x80, 0x41, 0x42];
 
-/// What a raw Node stream receiver reports for `bytes` (SPEC §1.7): v14 is
+/// What a raw Node stream receiver reports for `bytes` (`docs/protocol.md` §1.7): v14 is
 /// lossless; v9/v12 decode with `encoding` and encode again.
 pub fn raw_stream_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<u8> {
     if !flavor.is_legacy() {
@@ -564,7 +564,7 @@ pub fn raw_stream_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<
     }
 }
 
-/// What a raw Node UDP receiver reports for a datagram (SPEC §1.7, §2.5):
+/// What a raw Node UDP receiver reports for a datagram (`docs/protocol.md` §1.7, §2.5):
 /// v9/v12 decode it as UTF-8, then encode the text with `encoding`.
 pub fn raw_udp_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<u8> {
     if !flavor.is_legacy() {

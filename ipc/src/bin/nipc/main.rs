@@ -83,7 +83,7 @@ enum Cmd {
         #[command(flatten)]
         tls: TlsArgs,
     },
-    /// Send one request (SPEC §5.4) and print the answer as JSON.
+    /// Send one request (`docs/protocol.md` §5) and print the answer as JSON.
     Request {
         /// The server's endpoint.
         endpoint: String,

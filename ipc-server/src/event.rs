@@ -11,7 +11,7 @@ use crate::error::ServerError;
 use crate::socket::{Peer, Socket};
 
 /// One server event (`docs/protocol.md` §3.3). Per connection the order is always
-/// `connect` → messages → [`error`] → `socket.disconnected` → `close`.
+/// `connect` → messages → \[`error`\] → `socket.disconnected` → `close`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ServerEvent {

@@ -273,16 +273,25 @@ async fn connect(
         )));
     }
     let config = config_for(ep, tls, node, false)?;
+    let retrying = (config.max_retries != ipc::MaxRetries::Limited(0)).then_some(config.retry);
     let ipc = Ipc::with_config(config);
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let sink = first_error.clone();
     let mut stream = None;
+    let shown = ep.to_string();
     let client = ipc.connect_endpoint_with("nipc", ep.clone(), |c| {
         stream = Some(c.events());
         c.on("error", move |ev| {
             if let Some(e) = ev.error() {
+                let cause = root_cause(e);
+                if let Some(every) = retrying {
+                    eprintln!(
+                        "nipc: {shown}: {cause}; retrying every {} ms",
+                        every.as_millis()
+                    );
+                }
                 let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
-                s.get_or_insert_with(|| root_cause(e));
+                s.get_or_insert(cause);
             }
         });
     })?;

@@ -103,10 +103,12 @@ fn unescape(s: &str) -> Res<String> {
                     .ok_or_else(|| Fail(format!("--delimiter: `\\u{hex}` is not a character")))?;
                 out.push(ch);
             }
-            other => return Err(Fail(format!(
+            other => {
+                return Err(Fail(format!(
                 "--delimiter: unknown escape `\\{}` (use \\f, \\n, \\r, \\t, \\0, \\\\ or \\uXXXX)",
                 other.map(String::from).unwrap_or_default()
-            ))),
+            )))
+            }
         }
     }
     Ok(out)

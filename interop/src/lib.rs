@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Cross-runtime interop harness: real node-ipc peers driven from Rust tests.
 //!
 //! This crate owns the Rust side of the interop suite. The Node side lives

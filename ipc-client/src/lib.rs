@@ -1,4 +1,5 @@
-//! # ipc-client — an async node-ipc client
+#![doc = include_str!("../README.md")]
+//! ## ipc-client — an async node-ipc client
 //!
 //! **Owns:** the client side of node-ipc's behaviour: connecting to an
 //! endpoint (with the assured profile's transport checks), the reconnect

@@ -1,4 +1,5 @@
-//! # ipc-proto — node-ipc's wire protocol, sans I/O
+#![doc = include_str!("../README.md")]
+//! ## ipc-proto — node-ipc's wire protocol, sans I/O
 //!
 //! **Owns:** every protocol decision of the workspace: the `{"type":…,"data":…}`
 //! envelope and its byte-exact JSON encoding, delimiter framing, the `raw`,

@@ -1,4 +1,5 @@
-//! # ipc-server — an async node-ipc server
+#![doc = include_str!("../README.md")]
+//! ## ipc-server — an async node-ipc server
 //!
 //! **Owns:** the server side of node-ipc's behaviour: the accept loop with
 //! `maxConnections`, the connection registry, `emit`, `broadcast`, the

@@ -1,4 +1,5 @@
-//! # ipc — node-ipc's API in Rust
+#![doc = include_str!("../README.md")]
+//! ## ipc — node-ipc's API in Rust
 //!
 //! **Owns:** the node-ipc-shaped facade ([`Ipc`] instances with
 //! [`config`](Ipc::config), [`serve`](Ipc::serve),

@@ -44,8 +44,7 @@ async fn start_server(flavor: Flavor, net: Net) -> Result<Server, String> {
     let dir = tempfile::tempdir().map_err(s)?;
     let transport = net.server_transport(dir.path());
     let spec = PeerSpec::server(flavor, transport.clone()).listen(listen_types());
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
     Ok(Server {
         peer,
         transport,
@@ -371,8 +370,7 @@ async fn d11_guarded(net: Net) -> Result<(), String> {
     let transport = net.server_transport(dir.path());
     let spec = PeerSpec::server(Flavor::V14Guarded, transport.clone())
         .config("messageTimeout", json!(300));
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
     let mut srv = Server {
         peer,
         transport,

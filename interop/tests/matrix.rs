@@ -56,6 +56,12 @@ fn spec_with_tls(spec: PeerSpec, tls: Option<Value>) -> PeerSpec {
     }
 }
 
+/// Starts a Node server on a port the OS chose (a fresh one if it was
+/// taken before Node bound it) and returns the transport it serves.
+async fn spawn_server(spec: &PeerSpec) -> Result<(NodePeer, Transport), String> {
+    ipc_interop::spawn_server_ready(spec, T).await.map_err(s)
+}
+
 async fn spawn_ready(spec: &PeerSpec) -> Result<NodePeer, String> {
     let mut node = NodePeer::spawn(spec).await.map_err(s)?;
     node.ready(T).await.map_err(s)?;
@@ -511,11 +517,20 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     let cases = node_server_cases(flavor, via);
     let dir = tempfile::tempdir().unwrap();
     let codec = codec(flavor);
-    let transport = via.node_transport(dir.path(), "node.sock");
-    let sspec = spec_with_tls(
-        PeerSpec::server(flavor, transport.clone()),
+    let mut sspec = spec_with_tls(
+        PeerSpec::server(flavor, via.node_transport(dir.path(), "node.sock")),
         node_server_tls(via, &pki),
     );
+    let (mut node, transport) = match common::bounded_setup(spawn_server(&sspec)).await {
+        Ok(v) => v,
+        Err(e) => {
+            let refs: Vec<&str> = cases.iter().map(String::as_str).collect();
+            g.fail_all(&refs, &e);
+            return g;
+        }
+    };
+    // A restart serves the same port again.
+    sspec.transport = transport.clone();
     let client = Client::new(
         endpoint_of(&transport),
         our_client_config(via, &pki, codec.clone(), true),
@@ -523,18 +538,18 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     .unwrap();
     let mut rx = tap_client(&client);
     let setup = async {
-        let mut node = spawn_ready(&sspec).await?;
         client.start();
         wait_for(&mut rx, "connect", cli_connect).await?;
         let sock = node_connect(&mut node).await?;
-        Ok::<_, String>((node, sock))
+        Ok::<_, String>(sock)
     };
-    let (mut node, mut sock) = match common::bounded_setup(setup).await {
+    let mut sock = match common::bounded_setup(setup).await {
         Ok(v) => v,
         Err(e) => {
             let refs: Vec<&str> = cases.iter().map(String::as_str).collect();
             g.fail_all(&refs, &e);
             let _ = client.destroy().await;
+            node.kill().await;
             return g;
         }
     };
@@ -612,12 +627,12 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     for (case, delim) in delimiters {
         let res = cell(async {
             let d2 = tempfile::tempdir().map_err(s)?;
-            let t2 = via.node_transport(d2.path(), "node-delim.sock");
             let spec = spec_with_tls(
-                PeerSpec::server(flavor, t2.clone()).config("delimiter", json!(delim)),
+                PeerSpec::server(flavor, via.node_transport(d2.path(), "node-delim.sock"))
+                    .config("delimiter", json!(delim)),
                 node_server_tls(via, &pki),
             );
-            let mut n2 = spawn_ready(&spec).await?;
+            let (mut n2, t2) = spawn_server(&spec).await?;
             let c = codec.clone().with_delimiter(delim.as_bytes().to_vec());
             let cl =
                 Client::new(endpoint_of(&t2), our_client_config(via, &pki, c, true)).map_err(s)?;
@@ -819,14 +834,13 @@ async fn raw_node_cell(
     let want = hex_decode(hex).unwrap();
     // node-ipc 14 reads `encoding` once, when the server is built.
     let dir = tempfile::tempdir().map_err(s)?;
-    let transport = via.node_transport(dir.path(), "node-raw.sock");
     let spec = spec_with_tls(
-        PeerSpec::server(flavor, transport.clone())
+        PeerSpec::server(flavor, via.node_transport(dir.path(), "node-raw.sock"))
             .config("rawBuffer", json!(true))
             .config("encoding", json!(enc.as_str())),
         node_server_tls(via, pki),
     );
-    let mut node = spawn_ready(&spec).await?;
+    let (mut node, transport) = spawn_server(&spec).await?;
     let cl = Client::new(
         endpoint_of(&transport),
         our_client_config(via, pki, CodecConfig::raw(), true),
@@ -890,9 +904,11 @@ impl Fam {
             port,
         }
     }
+    /// A Node UDP server's transport; the port is chosen when it starts
+    /// (`spawn_server`).
     fn node(self) -> Transport {
         let host = self.host();
-        let port = low_port(host, true);
+        let port = 0;
         match self {
             Fam::V4 => Transport::Udp4 { host, port },
             Fam::V6 => Transport::Udp6 { host, port },
@@ -964,18 +980,16 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     let mut node_g = Group::new("node-server", flavor, fam.label());
     let legacy = flavor.is_legacy();
     let codec = codec(flavor);
-    let nt = fam.node();
-    let naddr = addr_of(&nt);
-    let nspec = PeerSpec::server(flavor, nt.clone());
+    let nspec = PeerSpec::server(flavor, fam.node());
     let setup = async {
-        let (srv, rx, oaddr) = our_udp(fam, low_port(fam.host(), true), codec.clone()).await?;
+        let (srv, rx, oaddr) = our_udp(fam, 0, codec.clone()).await?;
         // Our frames for F7 (no data) go out through a raw-profile socket:
         // `Server::emit_to` always carries data.
         let (rawsrv, _rawrx, _) = our_udp(fam, 0, CodecConfig::raw()).await?;
-        let node = spawn_ready(&nspec).await?;
-        Ok::<_, String>((srv, rx, oaddr, rawsrv, node))
+        let (node, nt) = spawn_server(&nspec).await?;
+        Ok::<_, String>((srv, rx, oaddr, rawsrv, node, nt))
     };
-    let (srv, mut rx, oaddr, rawsrv, mut node) = match common::bounded_setup(setup).await {
+    let (srv, mut rx, oaddr, rawsrv, mut node, nt) = match common::bounded_setup(setup).await {
         Ok(v) => v,
         Err(e) => {
             let cases = udp_cases();
@@ -985,6 +999,7 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
             return vec![ours_g, node_g];
         }
     };
+    let naddr = addr_of(&nt);
 
     for v in encode_vectors() {
         // Node → ours.
@@ -1025,10 +1040,11 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
         let res = cell(async {
             let c = codec.clone().with_delimiter(b"\n".to_vec());
             let (s2, mut rx2, a2) = our_udp(fam, 0, c).await?;
-            let t2 = fam.node();
+            let (mut n2, t2) = spawn_server(
+                &PeerSpec::server(flavor, fam.node()).config("delimiter", json!("\n")),
+            )
+            .await?;
             let n2addr = addr_of(&t2);
-            let mut n2 =
-                spawn_ready(&PeerSpec::server(flavor, t2).config("delimiter", json!("\n"))).await?;
             n2.command(
                 json!({"cmd":"emit","target":target(a2),"type":"message","data":"hi"}),
                 T,
@@ -1089,8 +1105,7 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     } else {
         let res = cell(async {
             let (peer2, mut prx, p2addr) = our_udp(fam, 0, codec.clone()).await?;
-            let t3 = fam.node();
-            let mut n3 = spawn_ready(&PeerSpec::server(flavor, t3)).await?;
+            let (mut n3, _) = spawn_server(&PeerSpec::server(flavor, fam.node())).await?;
             peer2
                 .emit_to(naddr, "message", "from-rust-2")
                 .await
@@ -1185,10 +1200,15 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     node_g.put("burst-10000", res);
 
     // Restarts: UDP has no connection, so "reconnect" means datagrams flow
-    // again once the restarted server is bound to the same port.
+    // again once the restarted server is bound — to the same port when it
+    // is still free, else (another socket of this busy test process took it
+    // meanwhile) to a fresh one the Node peer is told about.
     let res = cell(async {
         srv.stop().await;
-        let (again, mut rx2, _) = our_udp(fam, oaddr.port(), codec.clone()).await?;
+        let (again, mut rx2, oaddr) = match our_udp(fam, oaddr.port(), codec.clone()).await {
+            Ok(v) => v,
+            Err(_) => our_udp(fam, 0, codec.clone()).await?,
+        };
         node.command(
             json!({"cmd":"emit","target":target(oaddr),"type":"message","data":"after-restart"}),
             T,
@@ -1208,9 +1228,12 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     })
     .await;
     ours_g.put("reconnect", res);
+    // The Node UDP server restarts, on a fresh port (`spawn_server`).
     let res = cell(async {
         node.kill().await;
-        node = spawn_ready(&nspec).await?;
+        let (n, nt) = spawn_server(&nspec).await?;
+        node = n;
+        let naddr = addr_of(&nt);
         let (s3, _r3, _) = our_udp(fam, 0, codec.clone()).await?;
         s3.emit_to(naddr, "message", "after-restart")
             .await
@@ -1251,13 +1274,11 @@ async fn udp_raw(flavor: Flavor, fam: Fam, ours_g: &mut Group, node_g: &mut Grou
     };
     for (enc, text, hex) in raw_vectors() {
         // node-ipc 14 reads `encoding` once, when the server is built.
-        let nt = fam.node();
-        let naddr = addr_of(&nt);
-        let spec = PeerSpec::server(flavor, nt)
+        let spec = PeerSpec::server(flavor, fam.node())
             .config("rawBuffer", json!(true))
             .config("encoding", json!(enc.as_str()));
-        let mut node = match common::bounded_setup(spawn_ready(&spec)).await {
-            Ok(n) => n,
+        let (mut node, naddr) = match common::bounded_setup(spawn_server(&spec)).await {
+            Ok((n, t)) => (n, addr_of(&t)),
             Err(e) => {
                 ours_g.put(&raw_case(enc), Err(e.clone()));
                 node_g.put(&raw_case(enc), Err(e));

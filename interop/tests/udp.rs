@@ -7,7 +7,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 
 use common::*;
-use ipc_interop::{free_udp_port, hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
+use ipc_interop::{hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -40,20 +40,18 @@ struct Udp {
 
 async fn start(flavor: Flavor, fam: Fam, raw: bool) -> Result<Udp, String> {
     let host = fam.host();
-    let port = free_udp_port(host).map_err(s)?;
     let transport = match fam {
-        Fam::Udp4 => Transport::Udp4 { host, port },
-        Fam::Udp6 => Transport::Udp6 { host, port },
+        Fam::Udp4 => Transport::Udp4 { host, port: 0 },
+        Fam::Udp6 => Transport::Udp6 { host, port: 0 },
     };
     let mut spec = PeerSpec::server(flavor, transport);
     if raw {
         spec = spec.config("rawBuffer", json!(true));
     }
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    let ready = peer.ready(T).await.map_err(s)?;
-    if ready.port != Some(port) {
-        return Err(format!("peer bound {:?}, want port {port}", ready.port));
-    }
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
+    let (Transport::Udp4 { port, .. } | Transport::Udp6 { port, .. }) = transport else {
+        return Err(format!("not a UDP transport: {transport:?}"));
+    };
     let sock = UdpSocket::bind((host, 0)).await.map_err(s)?;
     Ok(Udp {
         peer,

@@ -46,40 +46,6 @@ pub fn big_pattern(len: usize) -> String {
 // Transports
 // ---------------------------------------------------------------------------
 
-/// A free port below the kernel's ephemeral range (32768–60999 on Linux),
-/// never handed out twice in this process. Servers that restart on the same
-/// port use these: while such a server is down, its port must not be taken
-/// by another cell's server or by some outgoing connection.
-pub fn low_port(host: IpAddr, udp: bool) -> u16 {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()))
-        .unwrap_or(0)
-        ^ (u64::from(std::process::id()) << 16);
-    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
-    let used = used.get_or_insert_with(HashSet::new);
-    for n in 0..12_000u64 {
-        let x = seed.wrapping_add(n.wrapping_mul(7919));
-        let port = 20_000 + (x % 12_000) as u16;
-        if used.contains(&port) {
-            continue;
-        }
-        let free = if udp {
-            std::net::UdpSocket::bind((host, port)).is_ok()
-        } else {
-            std::net::TcpListener::bind((host, port)).is_ok()
-        };
-        if free {
-            used.insert(port);
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range");
-}
-
 /// Stream transports of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
@@ -116,9 +82,10 @@ impl Via {
         matches!(self, Via::Tls | Via::Mtls)
     }
 
-    /// Our server's endpoint (a free port below the ephemeral range).
+    /// Our server's endpoint: port 0, the OS picks a free port; the real
+    /// endpoint is what `Server::start` returns.
     pub fn our_endpoint(self, dir: &Path) -> Endpoint {
-        let port = low_port(self.host(), false);
+        let port = 0;
         let host = self.host().to_string();
         match self {
             Via::Unix => Endpoint::Unix(dir.join("ours.sock")),
@@ -127,21 +94,16 @@ impl Via {
         }
     }
 
-    /// A Node server's transport: a path in `dir` or a free port.
+    /// A Node server's transport: a path in `dir`, or a network address
+    /// whose port is chosen when the server starts (`spawn_server`).
     pub fn node_transport(self, dir: &Path, name: &str) -> Transport {
         let host = self.host();
         match self {
             Via::Unix => Transport::Unix {
                 path: dir.join(name),
             },
-            Via::Tcp4 | Via::Tcp6 => Transport::Tcp {
-                host,
-                port: low_port(host, false),
-            },
-            Via::Tls | Via::Mtls => Transport::Tls {
-                host,
-                port: low_port(host, false),
-            },
+            Via::Tcp4 | Via::Tcp6 => Transport::Tcp { host, port: 0 },
+            Via::Tls | Via::Mtls => Transport::Tls { host, port: 0 },
         }
     }
 }

@@ -324,6 +324,7 @@ async fn connect(
 
 /// What `nipc emit` waits for after sending.
 pub(crate) struct EmitOpts {
+    pub repeat: u64,
     pub replies: Option<u64>,
     pub wait_for: Option<String>,
     pub timeout: u64,
@@ -354,61 +355,28 @@ pub(crate) async fn emit(
         }
     };
     if let Endpoint::Udp { .. } = ep {
-        return emit_udp(&ep, event, &payload, &config).await;
+        return emit_udp(&ep, event, &payload, &config, o).await;
     }
     let timeout = Duration::from_millis(o.timeout);
     let (client, mut events) = connect(&ep, tls, node, timeout).await?;
-    let sent = match &payload {
-        Payload::Json(v) => client.emit(event, v).await,
-        Payload::Empty => client.emit_empty(event).await,
-        Payload::Raw(b) => client.emit_raw(b).await,
-    };
-    sent.map_err(|e| Fail(format!("cannot send to {ep}: {e}")))?;
+    for _ in 0..o.repeat.max(1) {
+        let sent = match &payload {
+            Payload::Json(v) => client.emit(event, v).await,
+            Payload::Empty => client.emit_empty(event).await,
+            Payload::Raw(b) => client.emit_raw(b).await,
+        };
+        sent.map_err(|e| Fail(format!("cannot send to {ep}: {e}")))?;
+    }
     if o.replies.is_some() || o.wait_for.is_some() {
-        let want = o.replies.unwrap_or(u64::MAX);
-        let waited = tokio::time::timeout(timeout, async {
-            let mut seen = 0u64;
-            let mut stop = shutdown::requested();
-            loop {
-                let ev = tokio::select! {
-                    _ = stop.wait() => return Err(Fail("interrupted".into())),
-                    ev = events.recv() => ev,
-                };
-                let Some(ev) = ev else {
-                    return Err(Fail(format!("{ep} closed before the reply")));
-                };
-                match &ev {
-                    ClientEvent::Message(m) => {
-                        out_line(&client_event_line(&ev));
-                        seen += 1;
-                        if o.wait_for.as_deref() == Some(m.event()) || seen >= want {
-                            return Ok(());
-                        }
-                    }
-                    ClientEvent::Data(_) => {
-                        out_line(&client_event_line(&ev));
-                        seen += 1;
-                        if seen >= want {
-                            return Ok(());
-                        }
-                    }
-                    ClientEvent::Destroy => {
-                        return Err(Fail(format!("{ep} closed before the reply")))
-                    }
-                    _ => {}
-                }
-            }
+        let waited = wait_replies(&ep, o, &mut events, |ev| match ev {
+            ClientEvent::Message(m) => Reply::Message(m.event().to_owned(), client_event_line(ev)),
+            ClientEvent::Data(_) => Reply::Message(String::new(), client_event_line(ev)),
+            ClientEvent::Destroy => Reply::End,
+            _ => Reply::Other,
         })
         .await;
-        let r = match waited {
-            Ok(r) => r,
-            Err(_) => Err(Fail(format!(
-                "no reply from {ep} within {} ms (--timeout)",
-                o.timeout
-            ))),
-        };
         let _ = client.destroy().await;
-        return r;
+        return waited;
     }
     client
         .disconnect()
@@ -417,14 +385,75 @@ pub(crate) async fn emit(
     Ok(())
 }
 
+/// What a received event means to `emit --replies/--wait-for`.
+enum Reply {
+    /// A message (its type; empty for raw data) and its output line.
+    Message(String, Vec<u8>),
+    /// The connection is gone for good.
+    End,
+    /// Anything else (lifecycle events).
+    Other,
+}
+
+/// Prints received messages until `--replies N` of them or one of type
+/// `--wait-for` arrived; bounded by `--timeout`, ended by a signal.
+async fn wait_replies<E>(
+    ep: &Endpoint,
+    o: &EmitOpts,
+    events: &mut ipc::EventStream<E>,
+    classify: impl Fn(&E) -> Reply,
+) -> Res {
+    let want = o.replies.unwrap_or(u64::MAX);
+    let waited = tokio::time::timeout(Duration::from_millis(o.timeout), async {
+        let mut seen = 0u64;
+        let mut stop = shutdown::requested();
+        loop {
+            let ev = tokio::select! {
+                _ = stop.wait() => return Err(Fail("interrupted".into())),
+                ev = events.recv() => ev,
+            };
+            let Some(ev) = ev else {
+                return Err(Fail(format!("{ep} closed before the reply")));
+            };
+            match classify(&ev) {
+                Reply::Message(ty, line) => {
+                    out_line(&line);
+                    seen += 1;
+                    if seen >= want || o.wait_for.as_deref() == Some(ty.as_str()) {
+                        return Ok(());
+                    }
+                }
+                Reply::End => return Err(Fail(format!("{ep} closed before the reply"))),
+                Reply::Other => {}
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(r) => r,
+        Err(_) => Err(Fail(format!(
+            "no reply from {ep} within {} ms (--timeout)",
+            o.timeout
+        ))),
+    }
+}
+
 enum Payload {
     Json(Value),
     Empty,
     Raw(Vec<u8>),
 }
 
+/// UDP has no clients: a UDP endpoint of our own (port 0) sends, and
+/// receives the answers for `--replies`/`--wait-for`.
 #[cfg(feature = "udp")]
-async fn emit_udp(ep: &Endpoint, event: &str, payload: &Payload, config: &Config) -> Res {
+async fn emit_udp(
+    ep: &Endpoint,
+    event: &str,
+    payload: &Payload,
+    config: &Config,
+    o: &EmitOpts,
+) -> Res {
     let Endpoint::Udp { family, host, port } = ep else {
         return Ok(());
     };
@@ -440,18 +469,39 @@ async fn emit_udp(ep: &Endpoint, event: &str, payload: &Payload, config: &Config
     };
     let ipc = Ipc::with_config(config.clone());
     let server = ipc.serve_endpoint(local)?;
+    let mut events = server.events();
     server.start().await?;
-    let r = match payload {
-        Payload::Json(v) => server.emit_to(target, event, v).await,
-        Payload::Empty => server.emit_empty_to(target, event).await,
-        Payload::Raw(b) => server.emit_raw_to(target, b).await,
+    let mut r = Ok(());
+    for _ in 0..o.repeat.max(1) {
+        r = match payload {
+            Payload::Json(v) => server.emit_to(target, event, v).await,
+            Payload::Empty => server.emit_empty_to(target, event).await,
+            Payload::Raw(b) => server.emit_raw_to(target, b).await,
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    let r = match r {
+        Err(e) => Err(Fail(format!("cannot send to {ep}: {e}"))),
+        Ok(()) if o.replies.is_some() || o.wait_for.is_some() => {
+            wait_replies(ep, o, &mut events, |ev| match ev {
+                ServerEvent::Message { message, .. } => {
+                    Reply::Message(message.event().to_owned(), server_event_line(ev))
+                }
+                ServerEvent::Data { .. } => Reply::Message(String::new(), server_event_line(ev)),
+                _ => Reply::Other,
+            })
+            .await
+        }
+        Ok(()) => Ok(()),
     };
     server.stop().await;
-    r.map_err(|e| Fail(format!("cannot send to {ep}: {e}")))
+    r
 }
 
 #[cfg(not(feature = "udp"))]
-async fn emit_udp(ep: &Endpoint, _: &str, _: &Payload, _: &Config) -> Res {
+async fn emit_udp(ep: &Endpoint, _: &str, _: &Payload, _: &Config, _: &EmitOpts) -> Res {
     Err(Fail(format!("{ep}: this nipc was built without UDP")))
 }
 

@@ -141,6 +141,9 @@ enum Cmd {
         event: String,
         /// The data, as JSON (a string is '"text"'); none sends `{}`.
         json: Option<String>,
+        /// Send the message this many times (with --sync: each after an answer).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        repeat: u64,
         /// Then print this many received messages and exit.
         #[arg(long, value_name = "N")]
         replies: Option<u64>,
@@ -330,6 +333,7 @@ fn main() -> ExitCode {
                 endpoint,
                 event,
                 json,
+                repeat,
                 replies,
                 wait_for,
                 timeout,
@@ -337,6 +341,7 @@ fn main() -> ExitCode {
                 tls,
             } => {
                 let o = EmitOpts {
+                    repeat,
                     replies,
                     wait_for,
                     timeout,

@@ -849,3 +849,52 @@ fn sync_mode_client_still_delivers() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(json_lines(&out)[0]["data"], 3);
 }
+
+#[test]
+fn sigterm_stops_serve_even_when_nobody_reads_its_stdout() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.sock");
+    let ep = sock(dir.path(), "stuck.sock");
+    // stdout is a pipe this test never reads: once it is full, every line
+    // nipc prints blocks.
+    let mut child = Command::new(NIPC)
+        .args(["serve", &ep])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Far more output than a pipe holds (each message is printed).
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let frame = format!("{{\"type\":\"m\",\"data\":\"{}\"}}\x0c", "x".repeat(1000));
+    for _ in 0..1000 {
+        if s.write_all(frame.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let k = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nipc serve ignored SIGTERM while its stdout was full");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -898,3 +898,64 @@ fn sigterm_stops_serve_even_when_nobody_reads_its_stdout() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_frame_with_a_million_keys_is_printed_and_echoed_without_a_value_tree() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "keys.sock");
+    let serve = Running::start(&["serve", &ep, "--echo", "--max-pending-bytes", "67108864"]);
+    serve.started();
+    // ~11 MiB: {"type":"k","data":{"k0":0,"k1":0,…}} with 1,000,000 keys. A
+    // serde_json::Value of it takes ~20 times its size; printing and echoing
+    // from the frame's bytes keeps the peak to a few copies of the frame.
+    let mut frame = String::from("{\"type\":\"k\",\"data\":{");
+    for i in 0..1_000_000 {
+        if i > 0 {
+            frame.push(',');
+        }
+        frame.push_str(&format!("\"k{i}\":0"));
+    }
+    frame.push_str("}}\x0c");
+    let mut s = UnixStream::connect(dir.path().join("keys.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while !got.ends_with(b"\x0c") {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    s.write_all(frame.as_bytes()).unwrap();
+    let (line, _) = serve.expect_line("the message", |v| v["event"] == "message");
+    assert!(
+        line.contains("\"k999999\":0"),
+        "{}",
+        &line[line.len() - 100..]
+    );
+    let got = echo.join().unwrap();
+    assert_eq!(got.len(), frame.len(), "the echo is the frame itself");
+    assert_eq!(&got[..], frame.as_bytes());
+    let peak_mib = peak_rss_kib(serve.child.id()) / 1024;
+    let frame_mib = (frame.len() / (1024 * 1024)) as u64;
+    assert!(
+        peak_mib < 12 * frame_mib,
+        "peak RSS {peak_mib} MiB for a {frame_mib} MiB frame"
+    );
+}

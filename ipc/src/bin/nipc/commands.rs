@@ -259,13 +259,23 @@ async fn broadcast_lines(server: Server, config: Config) {
     }
 }
 
+/// How long a command waits for its first connection.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// At most this long.
+    For(Duration),
+    /// 10 s without retries; with `--max-retries`/`--config` retries, until
+    /// the retry budget is spent (a listener waiting for its server).
+    UntilGivenUp,
+}
+
 /// Connects (retrying only as `--max-retries`/`--config` allow) and waits
 /// until connected; the returned stream has every event from the start.
 async fn connect(
     ep: &Endpoint,
     tls: &TlsArgs,
     node: &NodeArgs,
-    wait: Duration,
+    wait: Wait,
 ) -> Res<(Client, ipc::EventStream<ClientEvent>)> {
     if matches!(ep, Endpoint::Udp { .. }) {
         return Err(Fail(format!(
@@ -274,6 +284,11 @@ async fn connect(
     }
     let config = config_for(ep, tls, node, false)?;
     let retrying = (config.max_retries != ipc::MaxRetries::Limited(0)).then_some(config.retry);
+    let wait = match (wait, retrying) {
+        (Wait::For(d), _) => d,
+        (Wait::UntilGivenUp, Some(_)) => Duration::MAX,
+        (Wait::UntilGivenUp, None) => Duration::from_secs(10),
+    };
     let ipc = Ipc::with_config(config);
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let sink = first_error.clone();
@@ -304,7 +319,7 @@ async fn connect(
             let _ = client.destroy().await;
             Err(Fail(format!("{ep}: interrupted before connecting")))
         }
-        r = tokio::time::timeout(wait, client.connected()) => match r {
+        r = timeout_or_forever(wait, client.connected()) => match r {
             Ok(Ok(())) => Ok((client, stream)),
             Ok(Err(e)) => {
                 let cause = first_error
@@ -319,6 +334,18 @@ async fn connect(
                 Err(not_listening(ep, format!("no connection within {} ms", wait.as_millis())))
             }
         }
+    }
+}
+
+/// `tokio::time::timeout`, with `Duration::MAX` meaning no timeout.
+async fn timeout_or_forever<F: std::future::Future>(
+    d: Duration,
+    f: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    if d == Duration::MAX {
+        Ok(f.await)
+    } else {
+        tokio::time::timeout(d, f).await
     }
 }
 
@@ -358,7 +385,7 @@ pub(crate) async fn emit(
         return emit_udp(&ep, event, &payload, &config, o).await;
     }
     let timeout = Duration::from_millis(o.timeout);
-    let (client, mut events) = connect(&ep, tls, node, timeout).await?;
+    let (client, mut events) = connect(&ep, tls, node, Wait::For(timeout)).await?;
     for _ in 0..o.repeat.max(1) {
         let sent = match &payload {
             Payload::Json(v) => client.emit(event, v).await,
@@ -507,7 +534,7 @@ async fn emit_udp(ep: &Endpoint, _: &str, _: &Payload, _: &Config, _: &EmitOpts)
 
 pub(crate) async fn listen(given: &str, count: Option<u64>, node: &NodeArgs, tls: &TlsArgs) -> Res {
     let ep = endpoint(Some(given), node, false)?;
-    let (client, mut events) = connect(&ep, tls, node, Duration::from_secs(10)).await?;
+    let (client, mut events) = connect(&ep, tls, node, Wait::UntilGivenUp).await?;
     let mut seen = 0u64;
     let mut stop = shutdown::requested();
     loop {
@@ -542,7 +569,7 @@ pub(crate) async fn request(
 ) -> Res {
     let ep = endpoint(Some(given), node, false)?;
     let data = parse_json(data)?;
-    let (client, _events) = connect(&ep, tls, node, Duration::from_secs(10)).await?;
+    let (client, _events) = connect(&ep, tls, node, Wait::For(Duration::from_secs(10))).await?;
     let r = client
         .request(&data, Duration::from_millis(timeout))
         .await
@@ -557,7 +584,7 @@ pub(crate) async fn request(
 
 pub(crate) async fn ping(given: &str, count: u32, node: &NodeArgs, tls: &TlsArgs) -> Res {
     let ep = endpoint(Some(given), node, false)?;
-    let (client, _events) = connect(&ep, tls, node, Duration::from_secs(10)).await?;
+    let (client, _events) = connect(&ep, tls, node, Wait::For(Duration::from_secs(10))).await?;
     for i in 0..count.max(1) {
         let rtt = client
             .ping(Duration::from_secs(5))
@@ -580,7 +607,7 @@ pub(crate) async fn sub(
     tls: &TlsArgs,
 ) -> Res {
     let ep = endpoint(Some(given), node, false)?;
-    let (client, mut events) = connect(&ep, tls, node, Duration::from_secs(10)).await?;
+    let (client, mut events) = connect(&ep, tls, node, Wait::UntilGivenUp).await?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let acked = client
         .subscribe(&names)
@@ -629,7 +656,7 @@ pub(crate) async fn publish(
 ) -> Res {
     let ep = endpoint(Some(given), node, false)?;
     let data = parse_json(data)?;
-    let (client, _events) = connect(&ep, tls, node, Duration::from_secs(10)).await?;
+    let (client, _events) = connect(&ep, tls, node, Wait::For(Duration::from_secs(10))).await?;
     client
         .publish(topic, &data)
         .await

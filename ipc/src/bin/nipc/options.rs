@@ -74,7 +74,8 @@ pub(crate) struct NodeArgs {
     pub retry: Option<u64>,
     /// Client `maxRetries`: attempts after each disconnect, or `Infinity`.
     /// nipc's clients default to 0 (fail at once) unless this flag or the
-    /// config file says otherwise.
+    /// config file says otherwise; with retries, `listen` and `sub` wait for
+    /// their server until the budget is spent.
     #[arg(long, value_name = "N")]
     pub max_retries: Option<String>,
 }

@@ -664,12 +664,16 @@ async fn broadcast_nipc_server(flavor: Flavor) -> Result<(), String> {
         json!({"example":"broadcast","role":"goodbye","path":path}),
     )
     .await?;
-    for who in ["hello", "goodbye"] {
-        serve
-            .expect(who, |v| {
-                v["type"] == "app.message" && v["data"]["id"] == who
-            })
+    // Both have spoken (in either order).
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < 2 {
+        let v = serve
+            .expect("hello and goodbye", |v| v["type"] == "app.message")
             .await?;
+        heard.insert(v["data"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    if heard != ["goodbye".to_owned(), "hello".to_owned()].into() {
+        return Err(format!("heard {heard:?}"));
     }
     serve
         .send_line(r#"{"type":"kill.connection","data":{"id":"world"}}"#)

@@ -959,3 +959,28 @@ fn a_frame_with_a_million_keys_is_printed_and_echoed_without_a_value_tree() {
         "peak RSS {peak_mib} MiB for a {frame_mib} MiB frame"
     );
 }
+
+#[test]
+fn secure_socket_root_decides_whether_a_shared_root_is_taken_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (secure, want) in [("false", 0o1777), ("true", 0o700)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shared");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let root_s = root.display().to_string();
+        let serve = Running::start(&[
+            "serve",
+            "--socket-root",
+            &root_s,
+            "--secure-socket-root",
+            secure,
+            "--id",
+            "world",
+        ]);
+        let ep = serve.started();
+        assert_eq!(ep, format!("unix:{}", root.join("app.world").display()));
+        assert_eq!(mode(&root), want, "--secure-socket-root {secure}");
+    }
+}

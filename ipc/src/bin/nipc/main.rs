@@ -96,7 +96,7 @@ enum Cmd {
         "Examples:\n",
         "  nipc serve unix:/tmp/app.world --echo\n",
         "  nipc serve tcp://127.0.0.1:8000 --parser guarded --max-connections 10 --idle-timeout 60000\n",
-        "  nipc serve --socket-root /tmp/ --id world     # node-ipc 9/12's /tmp/app.world\n",
+        "  nipc serve --socket-root /tmp/ --secure-socket-root false --id world   # node-ipc 9/12's /tmp/app.world\n",
         "  echo '{\"type\":\"news\",\"data\":1}' | nipc serve id:world --broadcast-stdin\n",
         see_also!()
     ))]

@@ -37,9 +37,16 @@ pub(crate) struct NodeArgs {
     /// `appspace`: the prefix of local socket names (default `app.`).
     #[arg(long)]
     pub appspace: Option<String>,
-    /// `socketRoot`: the directory of local sockets (node-ipc 9/12: `/tmp/`).
+    /// `socketRoot`: the directory of local sockets (node-ipc 9/12: `/tmp/`,
+    /// with `--secure-socket-root false`).
     #[arg(long, value_name = "DIR")]
     pub socket_root: Option<PathBuf>,
+    /// `secureSocketRoot` (default true): a serving side creates the socket
+    /// root with mode 0700 and requires it to be its own. Set false for a
+    /// shared directory such as node-ipc 9/12's `/tmp/` (as root, true would
+    /// make `/tmp` 0700).
+    #[arg(long, value_name = "BOOL")]
+    pub secure_socket_root: Option<bool>,
     /// `rawBuffer`: no framing, bytes as they are (stdout shows them as hex).
     #[arg(long)]
     pub raw: bool,
@@ -145,6 +152,9 @@ impl NodeArgs {
                 s.push('/');
             }
             c.socket_root = PathBuf::from(s);
+        }
+        if let Some(v) = self.secure_socket_root {
+            c.secure_socket_root = v;
         }
         if self.raw {
             c.raw_buffer = true;

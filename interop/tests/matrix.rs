@@ -783,7 +783,9 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
         })
         .await?;
         client.emit("message", "after-restart").await.map_err(s)?;
-        node = spawn_ready(&sspec).await?;
+        // Not `spawn_ready`: our client may reconnect before the peer prints
+        // `ready`, and waiting for `ready` would skip the `connect` below.
+        node = NodePeer::spawn(&sspec).await.map_err(s)?;
         wait_for(&mut rx, "connect after restart", cli_connect).await?;
         sock = node_connect(&mut node).await?;
         node.expect(|e| is_msg(e, "message", &json!("after-restart")), T)

@@ -40,7 +40,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The peer sent something the profile refuses; the client closed the
-    /// connection and will not reconnect (SPEC §1.4).
+    /// connection and will not reconnect (`docs/protocol.md` §1.4).
     #[error("protocol violation from {endpoint}: {source}")]
     Protocol {
         /// The endpoint.

@@ -1,10 +1,11 @@
-//! # ipc-client — an async node-ipc client
+#![doc = include_str!("../README.md")]
+//! ## ipc-client — an async node-ipc client
 //!
 //! **Owns:** the client side of node-ipc's behaviour: connecting to an
 //! endpoint (with the assured profile's transport checks), the reconnect
-//! policy ([`retry`], SPEC §3.6), the outbound queue surviving reconnects,
+//! policy ([`retry`], `docs/protocol.md` §3.6), the outbound queue surviving reconnects,
 //! sync mode, the extension handshake and subscriptions renewed after a
-//! reconnect, and the lifecycle events of SPEC §3.3.
+//! reconnect, and the lifecycle events of `docs/protocol.md` §3.3.
 //!
 //! **Does not own:** bytes on the wire and the `ipcx` message shapes
 //! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 /// The default per-call timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The handshake mode (SPEC §5.4 rule 5).
+/// The handshake mode (`docs/protocol.md` §5.2 rule 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HandshakeMode {
     /// No handshake (plain node-ipc peers never answer one). Servers still
@@ -426,7 +426,7 @@ pub enum Flow {
 
 type ReqHandler<P> = Arc<dyn Fn(&Request<P>) -> Result<Flow, String> + Send + Sync>;
 
-/// Request handlers, run in registration order (SPEC §5.4 rule 3).
+/// Request handlers, run in registration order (`docs/protocol.md` §5.2 rule 3).
 pub struct RequestHandlers<P> {
     list: Mutex<Arc<Vec<ReqHandler<P>>>>,
 }

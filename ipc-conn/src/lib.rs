@@ -1,4 +1,5 @@
-//! # ipc-conn — one node-ipc connection, either side
+#![doc = include_str!("../README.md")]
+//! ## ipc-conn — one node-ipc connection, either side
 //!
 //! **Owns:** everything a framed connection does once its bytes flow, the
 //! same for a client and for a server's accepted socket:

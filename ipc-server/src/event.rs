@@ -10,8 +10,8 @@ use ipc_transport::Endpoint;
 use crate::error::ServerError;
 use crate::socket::{Peer, Socket};
 
-/// One server event (SPEC §3.3). Per connection the order is always
-/// `connect` → messages → [`error`] → `socket.disconnected` → `close`.
+/// One server event (`docs/protocol.md` §3.3). Per connection the order is always
+/// `connect` → messages → \[`error`\] → `socket.disconnected` → `close`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ServerEvent {

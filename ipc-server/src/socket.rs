@@ -201,7 +201,7 @@ impl Socket {
         }
     }
 
-    /// Sends a request to this client and waits for its answer (SPEC §5.4;
+    /// Sends a request to this client and waits for its answer (`docs/protocol.md` §5;
     /// `timeout` zero = none). Fails with `ERR_IPC_NOT_CONNECTED` as soon as
     /// the connection ends.
     pub async fn request<T: Serialize + ?Sized>(

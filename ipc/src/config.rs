@@ -1,5 +1,5 @@
 //! [`Config`]: every key of node-ipc's `ipc.config` with node-ipc 14's
-//! defaults, plus this library's extras (SPEC §3.1).
+//! defaults, plus this library's extras (`docs/protocol.md` §3.1).
 //!
 //! A `Config` is plain data. It can be built in Rust
 //! (`Config { retry: Duration::from_millis(100), ..Config::default() }` or
@@ -90,7 +90,7 @@ fn default_jitter() -> f64 {
     0.2
 }
 
-/// `ext.handshake` (SPEC §5.4 rule 5).
+/// `ext.handshake` (`docs/protocol.md` §5.2 rule 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Handshake {
@@ -103,7 +103,7 @@ pub enum Handshake {
     Required,
 }
 
-/// `ext`: settings of the request/ping/pub-sub extension (SPEC §5.4).
+/// `ext`: settings of the request/ping/pub-sub extension (`docs/protocol.md` §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ExtConfig {
@@ -168,7 +168,7 @@ pub struct Interface {
     pub lookup: Option<bool>,
 }
 
-/// `tls`: node-ipc's TLS options object (SPEC §2.4). Paths are read when a
+/// `tls`: node-ipc's TLS options object (`docs/protocol.md` §2.4). Paths are read when a
 /// server or client is created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]

@@ -85,7 +85,7 @@ pub enum JsArg {
 
 impl ServeNet {
     /// Resolves node-ipc's `serveNet(host?, port?, udpType?, cb?)`
-    /// arguments exactly as every node-ipc version does (SPEC §3.2): a
+    /// arguments exactly as every node-ipc version does (`docs/protocol.md` §3.2): a
     /// leading number is the port, `'udp4'`/`'udp6'` in the host position
     /// means UDP on the defaults, a string second argument is the UDP
     /// type, a falsy port means `networkPort`. Callbacks are skipped.
@@ -263,7 +263,7 @@ impl Ipc {
         let endpoint = match opts.udp {
             Some(family) => {
                 if family == UdpFamily::V4 && host == "::1" {
-                    // node-ipc rebinds udp4 on ::1 to 127.0.0.1 (SPEC §2.5).
+                    // node-ipc rebinds udp4 on ::1 to 127.0.0.1 (`docs/protocol.md` §2.5).
                     host = "127.0.0.1".into();
                 }
                 Endpoint::Udp { family, host, port }

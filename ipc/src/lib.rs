@@ -1,4 +1,5 @@
-//! # ipc — node-ipc's API in Rust
+#![doc = include_str!("../README.md")]
+//! ## ipc — node-ipc's API in Rust
 //!
 //! **Owns:** the node-ipc-shaped facade ([`Ipc`] instances with
 //! [`config`](Ipc::config), [`serve`](Ipc::serve),
@@ -70,7 +71,7 @@
 //! | `ipc.of[id].emit(type, data)` / `emit(buffer)` (raw) | [`Client::emit`], [`Client::emit_empty`], [`Client::try_emit`] / [`Client::emit_raw`] |
 //! | `ipc.of[id].on/once/off(type, fn)`, `'*'` | [`Client::on`], [`Client::once`], [`Client::off`], [`Client::off_event`], [`ClientExt::on_message`], [`ClientExt::on_typed`]; `"*"` is the wildcard (runs first) |
 //! | async (no node-ipc equivalent) | [`Client::events`], [`Client::connected`], [`Server::events`] |
-//! | request/response, ping, pub/sub (extension, SPEC §5.4; config `ext`) | [`Client::request`], [`Client::ping`], [`Client::subscribe`], [`Client::unsubscribe`], [`Client::publish`], [`Server::on_request`], [`Server::publish`], [`Client::close`], [`Server::close`] |
+//! | request/response, ping, pub/sub (extension, `docs/protocol.md` §5; config `ext`) | [`Client::request`], [`Client::ping`], [`Client::subscribe`], [`Client::unsubscribe`], [`Client::publish`], [`Server::on_request`], [`Server::publish`], [`Client::close`], [`Server::close`] |
 //!
 //! | node-ipc config key | [`Config`] field (JSON key) | default |
 //! |---|---|---|

@@ -23,7 +23,7 @@ pub struct ClientConfig {
     /// `try_emit` fails. Default: the codec's `max_pending_bytes` (8 MiB).
     pub queue_bytes: usize,
     /// node-ipc's `sync`: one message in flight, the next one released by
-    /// whatever the server sends (SPEC §3.5).
+    /// whatever the server sends (`docs/protocol.md` §3.5).
     pub sync: bool,
     /// Release the next sync-mode message after this long without an answer
     /// and report `ERR_IPC_SYNC_TIMEOUT` (default: wait forever, as node-ipc).
@@ -44,7 +44,7 @@ pub struct ClientConfig {
     /// queued messages (and, for `close`, calls in flight) before they give
     /// up on them (and report them).
     pub close_timeout: Duration,
-    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// Handle the request/ping/pub-sub extension (`docs/protocol.md` §5): `ipcx.*`
     /// messages are answered and not delivered as events. Default on.
     pub extension: bool,
     /// The extension handshake (default off: plain node-ipc servers never

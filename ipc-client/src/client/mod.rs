@@ -275,7 +275,7 @@ impl Client {
         self.inner.link.outbox().queued_bytes()
     }
 
-    /// Changes `stopRetrying` while the client runs (SPEC §3.6).
+    /// Changes `stopRetrying` while the client runs (`docs/protocol.md` §3.6).
     pub fn set_stop_retrying(&self, stop: bool) {
         lock(&self.inner.retry).stop_retrying = stop;
     }
@@ -305,7 +305,7 @@ impl Client {
         Err(self.link_error(LinkError::Call(failed)))
     }
 
-    /// Sends a request and waits for the answer (SPEC §5.4). `timeout`
+    /// Sends a request and waits for the answer (`docs/protocol.md` §5). `timeout`
     /// zero means no timeout (the default elsewhere is
     /// [`ipc_conn::calls::DEFAULT_TIMEOUT`], 10 s). Dropping the future
     /// cancels the call (a late answer is ignored). Many requests may be

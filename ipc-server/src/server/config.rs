@@ -46,7 +46,7 @@ pub struct ServerConfig {
     /// handshake, before `connect`); a refusal closes the connection and
     /// emits an `error` event naming the peer and the reason. Default: none.
     pub authorize: Option<Authorizer>,
-    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// Handle the request/ping/pub-sub extension (`docs/protocol.md` §5): `ipcx.*`
     /// messages are answered and not delivered as events. Default on.
     pub extension: bool,
     /// `Required`: the first message of every connection must be

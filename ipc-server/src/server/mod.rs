@@ -366,7 +366,7 @@ impl Server {
         Ok(self.inner.publish_frame(topic, &frame, None).await)
     }
 
-    /// Answers requests from clients (SPEC §5.4 rule 3): handlers run in
+    /// Answers requests from clients (`docs/protocol.md` §5.2 rule 3): handlers run in
     /// registration order, get the request (data, peer, responder), may stop
     /// propagation with [`Flow::Stop`], and answer now or later. With no
     /// handler a request is answered at once without data; an `Err` or a

@@ -28,6 +28,8 @@
 #![forbid(unsafe_code)]
 
 mod assured;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod error;
 mod event;

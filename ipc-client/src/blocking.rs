@@ -524,7 +524,7 @@ impl BlockingClient {
                 return Ok(true);
             }
         }
-        Ok(!deadline.is_some_and(|d| d <= now))
+        Ok(deadline.is_none_or(|d| d > now))
     }
 
     fn io_error(&self, e: io::Error) -> ClientError {
@@ -698,8 +698,9 @@ impl BlockingClient {
     }
 
     fn fail(&mut self, e: ClientError) {
-        let violation = !e.is_retryable()
-            && !(matches!(e, ClientError::TlsRejected { .. }) && self.config.retry_on_tls_failure);
+        let tls_retry =
+            matches!(e, ClientError::TlsRejected { .. }) && self.config.retry_on_tls_failure;
+        let violation = !(e.is_retryable() || tls_retry);
         self.close(violation, Some(e));
     }
 

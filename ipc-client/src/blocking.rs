@@ -85,6 +85,11 @@ pub struct BlockingClient {
     /// When the next connection attempt may start (after a retry delay).
     next_attempt: Option<Instant>,
     rbuf: BytesMut,
+    /// Where reads land before they are appended to `rbuf` (zeroed once,
+    /// not per read).
+    scratch: Vec<u8>,
+    /// The read timeout the socket has (`None`: not set since connecting).
+    armed: Option<Option<Duration>>,
     out: BytesMut,
     /// The length of every frame in `out`, oldest first, with whether it
     /// is a call (never replayed on a new connection).
@@ -129,6 +134,8 @@ impl BlockingClient {
             conn: None,
             next_attempt: None,
             rbuf: BytesMut::new(),
+            scratch: Vec::new(),
+            armed: None,
             out: BytesMut::new(),
             frames: VecDeque::new(),
             events: VecDeque::new(),
@@ -467,36 +474,31 @@ impl BlockingClient {
             Some(c) => c,
             None => return Ok(true),
         };
-        if let Err(e) = conn.set_read_timeout(wake.map(|w| w - now)) {
-            self.fail(self.io_error(e));
-            return Ok(true);
-        }
-        let len = self.rbuf.len();
-        self.rbuf.reserve(READ_CHUNK);
-        self.rbuf.resize(len + READ_CHUNK, 0);
-        let r = conn.read(&mut self.rbuf[len..]);
-        match r {
-            Ok(0) => {
-                self.rbuf.truncate(len);
-                self.on_eof();
+        let needed = wake.map(|w| w - now);
+        if rearm(self.armed, needed) {
+            if let Err(e) = conn.set_read_timeout(needed) {
+                self.fail(self.io_error(e));
+                return Ok(true);
             }
+            self.armed = Some(needed);
+        }
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; READ_CHUNK];
+        }
+        match conn.read(&mut self.scratch) {
+            Ok(0) => self.on_eof(),
             Ok(k) => {
-                self.rbuf.truncate(len + k);
+                self.rbuf.extend_from_slice(&self.scratch[..k]);
                 self.handle_buffered();
             }
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                self.rbuf.truncate(len);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.rbuf.truncate(len),
-            Err(e) => {
-                self.rbuf.truncate(len);
-                self.fail(self.io_error(e));
-            }
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => self.fail(self.io_error(e)),
         }
         Ok(true)
     }
@@ -801,6 +803,7 @@ impl BlockingClient {
         match ipc_transport::blocking::connect(&self.endpoint, &self.config.connect) {
             Ok((stream, _peer)) => {
                 self.conn = Some(stream);
+                self.armed = None;
                 self.state = ClientState::Connected;
                 self.retry.on_connect(&self.config.retry);
                 self.last_read = Instant::now();
@@ -875,6 +878,22 @@ impl BlockingClient {
         }
         self.out.extend_from_slice(&held);
         self.frames.extend(held_frames);
+    }
+}
+
+/// Whether the socket's read timeout must change from `armed` to serve a
+/// wait of `needed`: a read may end early (the caller loops) but may not
+/// block more than a millisecond past the deadline. Keeps a run of waits
+/// with nearly the same deadline from costing a system call each.
+fn rearm(armed: Option<Option<Duration>>, needed: Option<Duration>) -> bool {
+    const SLACK: Duration = Duration::from_millis(1);
+    match (armed, needed) {
+        (None, _) => true,
+        (Some(None), None) => false,
+        (Some(None), Some(_)) => true,
+        // Waking early now and then is fine; not every few microseconds.
+        (Some(Some(cur)), None) => cur < Duration::from_millis(100),
+        (Some(Some(cur)), Some(need)) => cur > need + SLACK || cur < need / 2,
     }
 }
 

@@ -69,7 +69,7 @@ type RequestHandler = Arc<
     dyn Fn(Option<&RawValue>, &BlockingSocket) -> Result<serde_json::Value, String> + Send + Sync,
 >;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Handlers {
     events: HashMap<String, Vec<MessageHandler>>,
     any: Vec<MessageHandler>,
@@ -84,7 +84,7 @@ struct Shared {
     name: String,
     config: ServerConfig,
     encoder: FrameEncoder,
-    handlers: RwLock<Handlers>,
+    handlers: RwLock<Arc<Handlers>>,
     conns: Mutex<HashMap<u64, BlockingSocket>>,
     readers: Mutex<Vec<JoinHandle<()>>>,
     stopping: AtomicBool,
@@ -139,7 +139,7 @@ impl BlockingServer {
                 name: endpoint.to_string(),
                 config,
                 encoder,
-                handlers: RwLock::new(Handlers::default()),
+                handlers: RwLock::new(Arc::new(Handlers::default())),
                 conns: Mutex::new(HashMap::new()),
                 readers: Mutex::new(Vec::new()),
                 stopping: AtomicBool::new(false),
@@ -156,47 +156,54 @@ impl BlockingServer {
         &self.endpoint
     }
 
-    fn handlers(&self) -> std::sync::RwLockWriteGuard<'_, Handlers> {
-        self.shared
+    /// Registration copies the handler table: readers take a snapshot per
+    /// message without holding a lock while handlers run.
+    fn edit(&self, f: impl FnOnce(&mut Handlers)) {
+        let mut w = self
+            .shared
             .handlers
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = Handlers::clone(&w);
+        f(&mut h);
+        *w = Arc::new(h);
     }
 
     /// Calls `f` for every message of type `event`, on the connection's
     /// reader thread, in order.
     pub fn on(&self, event: &str, f: impl Fn(&Message, &BlockingSocket) + Send + Sync + 'static) {
-        self.handlers()
-            .events
-            .entry(event.to_owned())
-            .or_default()
-            .push(Arc::new(f));
+        self.edit(|h| {
+            h.events
+                .entry(event.to_owned())
+                .or_default()
+                .push(Arc::new(f))
+        });
     }
 
     /// Calls `f` for every message (after the handlers of its type).
     pub fn on_any(&self, f: impl Fn(&Message, &BlockingSocket) + Send + Sync + 'static) {
-        self.handlers().any.push(Arc::new(f));
+        self.edit(|h| h.any.push(Arc::new(f)));
     }
 
     /// Calls `f` for every chunk of a raw-profile connection.
     pub fn on_data(&self, f: impl Fn(&Bytes, &BlockingSocket) + Send + Sync + 'static) {
-        self.handlers().data.push(Arc::new(f));
+        self.edit(|h| h.data.push(Arc::new(f)));
     }
 
     /// Calls `f` when a connection is accepted (node-ipc's `connect`).
     pub fn on_connect(&self, f: impl Fn(&BlockingSocket) + Send + Sync + 'static) {
-        self.handlers().connect.push(Arc::new(f));
+        self.edit(|h| h.connect.push(Arc::new(f)));
     }
 
     /// Calls `f` when a connection ended (node-ipc's `socket.disconnected`).
     pub fn on_disconnect(&self, f: impl Fn(&BlockingSocket) + Send + Sync + 'static) {
-        self.handlers().disconnect.push(Arc::new(f));
+        self.edit(|h| h.disconnect.push(Arc::new(f)));
     }
 
     /// Calls `f` for every error (bad input, a refused connection, frames
     /// that could not be delivered, …), each naming the peer.
     pub fn on_error(&self, f: impl Fn(&ServerError) + Send + Sync + 'static) {
-        self.handlers().error.push(Arc::new(f));
+        self.edit(|h| h.error.push(Arc::new(f)));
     }
 
     /// Answers `ipcx.request`s: `Ok(value)` is the answer, `Err(text)` an
@@ -209,7 +216,7 @@ impl BlockingServer {
             + Sync
             + 'static,
     ) {
-        self.handlers().request = Some(Arc::new(f));
+        self.edit(|h| h.request = Some(Arc::new(f)));
     }
 
     /// Starts the accept thread.
@@ -310,14 +317,18 @@ impl Drop for BlockingServer {
     }
 }
 
+impl Shared {
+    fn snapshot(&self) -> Arc<Handlers> {
+        self.handlers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 fn report(shared: &Shared, e: &ServerError) {
     tracing::debug!(error = %e, "blocking server error");
-    let hs: Vec<ErrorHandler> = shared
-        .handlers
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .error
-        .clone();
+    let hs: Vec<ErrorHandler> = shared.snapshot().error.clone();
     for h in hs {
         h(e);
     }
@@ -390,7 +401,7 @@ struct Conn {
     wstream: Mutex<BlockingStream>,
     /// A third handle on the socket, to shut it down while a write blocks.
     ctl: BlockingStream,
-    reader: Mutex<Option<ThreadId>>,
+    reader: std::sync::OnceLock<ThreadId>,
     ended: AtomicBool,
 }
 
@@ -439,7 +450,7 @@ fn spawn_conn(
         cv: Condvar::new(),
         wstream: Mutex::new(wstream),
         ctl,
-        reader: Mutex::new(None),
+        reader: std::sync::OnceLock::new(),
         ended: AtomicBool::new(false),
     }));
     lock(&shared.conns).insert(id, socket.clone());
@@ -459,13 +470,8 @@ fn spawn_conn(
 
 fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
     let shared = socket.0.shared.clone();
-    *lock(&socket.0.reader) = Some(std::thread::current().id());
-    let connect: Vec<SocketHandler> = shared
-        .handlers
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .connect
-        .clone();
+    let _ = socket.0.reader.set(std::thread::current().id());
+    let connect: Vec<SocketHandler> = shared.snapshot().connect.clone();
     for h in connect {
         h(&socket);
     }
@@ -478,6 +484,9 @@ fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
         }
     };
     let mut rbuf = BytesMut::new();
+    // Reads land here (zeroed once) and are appended to `rbuf`.
+    let mut scratch = vec![0u8; READ_CHUNK];
+    let mut armed: Option<Option<Duration>> = None;
     let idle = shared.config.idle_timeout;
     let mut last = Instant::now();
     'read: loop {
@@ -508,15 +517,15 @@ fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
             w.saturating_duration_since(now)
                 .max(Duration::from_millis(1))
         });
-        if let Err(e) = stream.set_read_timeout(timeout) {
-            socket.fail(socket.io_error(e));
-            break;
+        if armed != Some(timeout) {
+            if let Err(e) = stream.set_read_timeout(timeout) {
+                socket.fail(socket.io_error(e));
+                break;
+            }
+            armed = Some(timeout);
         }
-        let len = rbuf.len();
-        rbuf.resize(len + READ_CHUNK, 0);
-        match stream.read(&mut rbuf[len..]) {
+        match stream.read(&mut scratch) {
             Ok(0) => {
-                rbuf.truncate(len);
                 if let Err(e) = decoder.finish(&mut rbuf) {
                     socket.fail(ServerError::Protocol {
                         peer: socket.0.name.clone(),
@@ -525,7 +534,7 @@ fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
                 }
                 break;
             }
-            Ok(k) => rbuf.truncate(len + k),
+            Ok(k) => rbuf.extend_from_slice(&scratch[..k]),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -534,11 +543,9 @@ fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
                         | io::ErrorKind::Interrupted
                 ) =>
             {
-                rbuf.truncate(len);
                 continue;
             }
             Err(e) => {
-                rbuf.truncate(len);
                 if !socket.0.out_closed() {
                     socket.fail(socket.io_error(e));
                 }
@@ -642,7 +649,7 @@ impl BlockingSocket {
     }
 
     fn on_reader_thread(&self) -> bool {
-        *lock(&self.0.reader) == Some(std::thread::current().id())
+        self.0.reader.get() == Some(&std::thread::current().id())
     }
 
     fn push(&self, frame: &[u8], wait: Push) -> Result<(), ServerError> {
@@ -820,14 +827,7 @@ impl BlockingSocket {
     fn ended(&self) {
         self.0.ended.store(true, Ordering::SeqCst);
         lock(&self.0.shared.conns).remove(&self.0.id);
-        let hs: Vec<SocketHandler> = self
-            .0
-            .shared
-            .handlers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .disconnect
-            .clone();
+        let hs: Vec<SocketHandler> = self.0.shared.snapshot().disconnect.clone();
         for h in hs {
             h(self);
         }
@@ -837,14 +837,7 @@ impl BlockingSocket {
         let msg = match inbound {
             Inbound::Message(m) => m,
             Inbound::Raw(b) => {
-                let hs = self
-                    .0
-                    .shared
-                    .handlers
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .data
-                    .clone();
+                let hs = self.0.shared.snapshot().data.clone();
                 for h in hs {
                     h(&b, self);
                 }
@@ -856,14 +849,9 @@ impl BlockingSocket {
             self.on_extension(&msg);
             return;
         }
-        let (typed, any) = {
-            let h = shared
-                .handlers
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            (h.events.get(msg.event()).cloned(), h.any.clone())
-        };
-        for h in typed.iter().flatten().chain(any.iter()) {
+        let handlers = shared.snapshot();
+        let typed = handlers.events.get(msg.event());
+        for h in typed.into_iter().flatten().chain(handlers.any.iter()) {
             if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&msg, self)))
             {
                 let message = p
@@ -888,14 +876,7 @@ impl BlockingSocket {
             names::PING => ext::pong_for(msg, enc),
             names::REQUEST => match ext::decode::<ext::CallIn>(msg) {
                 Ok(c) => {
-                    let h = self
-                        .0
-                        .shared
-                        .handlers
-                        .read()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .request
-                        .clone();
+                    let h = self.0.shared.snapshot().request.clone();
                     match h {
                         None => ext::encode_response::<()>(enc, &c.n, None),
                         Some(h) => match h(c.d.as_deref(), self) {

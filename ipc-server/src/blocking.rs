@@ -20,8 +20,8 @@
 //! batch is done (an echo answers with one write per read). What other
 //! threads emit (a [`broadcast`](BlockingServer::broadcast) loop, say) is
 //! written by the connection's writer thread, started on first use, which
-//! takes everything queued at once: a burst costs one write, not one per
-//! message. [`BlockingSocket::emit`] waits while the buffer is full,
+//! lets a small batch grow for up to 100 µs and then takes everything
+//! queued at once: a burst costs one write, not one per message. [`BlockingSocket::emit`] waits while the buffer is full,
 //! [`BlockingSocket::try_emit`] fails with `ERR_IPC_BACKPRESSURE`, and
 //! `broadcast` disconnects a peer whose buffer is full (with an error
 //! naming it), as the async server does. Frames still queued when a
@@ -60,6 +60,11 @@ use serde_json::value::RawValue;
 use crate::{ServerConfig, ServerError};
 
 const READ_CHUNK: usize = 64 * 1024;
+/// The writer thread writes a batch at once when it holds this much, and
+/// otherwise waits up to [`LINGER`] for it to grow.
+const LINGER_BYTES: usize = 32 * 1024;
+/// How long the writer thread lets a small batch from another thread grow.
+const LINGER: Duration = Duration::from_micros(100);
 
 type MessageHandler = Arc<dyn Fn(&Message, &BlockingSocket) + Send + Sync>;
 type SocketHandler = Arc<dyn Fn(&BlockingSocket) + Send + Sync>;
@@ -388,6 +393,8 @@ struct Out {
     closed: bool,
     writer_started: bool,
     writer_idle: bool,
+    /// The writer waits a moment for a small batch to grow.
+    lingering: bool,
 }
 
 struct Conn {
@@ -710,7 +717,7 @@ impl BlockingSocket {
                 out.writer_started = false;
                 tracing::warn!(peer = %self.0.name, error = %e, "cannot start a writer thread");
             }
-        } else if out.writer_idle {
+        } else if out.writer_idle || (out.lingering && out.buf.len() >= LINGER_BYTES) {
             self.0.cv.notify_all();
         }
     }
@@ -729,6 +736,22 @@ impl BlockingSocket {
             }
             if out.closed {
                 return;
+            }
+            if out.buf.len() < LINGER_BYTES {
+                // A burst from another thread (a broadcast loop) has only
+                // begun: let it grow for a moment, so it costs one write
+                // instead of one per message.
+                out.lingering = true;
+                out = self
+                    .0
+                    .cv
+                    .wait_timeout(out, LINGER)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0);
+                out.lingering = false;
+                if out.closed || out.busy || out.buf.is_empty() {
+                    continue;
+                }
             }
             out = self.write_batch(out);
         }

@@ -23,7 +23,7 @@
 //! Subjects: `raw` (bytes counted at the delimiter), `serde` (a
 //! `serde_json` parse per frame), `rs14` (the `node-ipc` 14.0.0
 //! crate, blocking), `ours` (this project's client and server), `ours-ct`
-//! (the same on a current-thread runtime for every workload) and
+//! (the same with the server on a current-thread runtime) and
 //! `blocking` (this project's blocking client and server).
 //!
 //! Every line on stdout is one JSON object: `{"ev":"ready"}` once a server
@@ -186,9 +186,11 @@ fn read_ca(path: &Path) -> Result<String, String> {
 /// one connection (W1, W2) runs on one thread, with no cross-thread
 /// wake-ups; fan-out and many connections run on the multi-threaded one.
 fn runtime(args: &Args) -> Result<tokio::runtime::Runtime, String> {
-    // `ours-ct`: this project with every workload on one thread (W3's
-    // broadcast on a current-thread runtime).
-    if matches!(args.workload.as_str(), "w1" | "w2") || args.subject == "ours-ct" {
+    // `ours-ct`: this project's server on one thread (W3's broadcast on a
+    // current-thread runtime); its clients run as `ours`'s do.
+    if matches!(args.workload.as_str(), "w1" | "w2")
+        || (args.subject == "ours-ct" && args.role == "server")
+    {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -7,9 +7,10 @@
 //! `max_connections`, `idle_timeout`, `stop_timeout`, the extension switch)
 //! and reports the same [`ServerError`]s as the async
 //! [`Server`](crate::Server); `ipcx.ping` and `ipcx.request` are answered
-//! ([`BlockingServer::on_request`]), `ipcx.hello` is welcomed. Not served
-//! here: TLS (use the async server, or a blocking client against it),
-//! Windows named pipes, UDP, pub/sub (`ipcx.sub`/`ipcx.pub` get an error
+//! ([`BlockingServer::on_request`]), `ipcx.hello` is welcomed. It serves
+//! Unix sockets, TCP and TLS (rustls; the handshake runs in the accept
+//! thread, bounded by `tls_handshake_timeout`). Not served here: Windows
+//! named pipes (std has no blocking pipe server), UDP, pub/sub (`ipcx.sub`/`ipcx.pub` get an error
 //! answer), `authorize`, `identify_peer` and a required handshake.
 //!
 //! ## Writes
@@ -43,7 +44,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::{JoinHandle, ThreadId};
@@ -52,7 +53,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ipc_proto::ext::{self, names};
 use ipc_proto::{ErrorCode, FrameDecoder, FrameEncoder, Inbound, Message};
-use ipc_transport::blocking::{BlockingListener, BlockingStream};
+use ipc_transport::blocking::{BlockingListener, BlockingReader, BlockingStream, BlockingWriter};
 use ipc_transport::{Endpoint, PeerInfo, TransportError};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -117,7 +118,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl BlockingServer {
-    /// Binds `endpoint` (Unix socket or TCP) with the listen options of
+    /// Binds `endpoint` (Unix socket, TCP or TLS) with the listen options of
     /// `config`; [`start`](Self::start) begins accepting.
     pub fn bind(endpoint: Endpoint, mut config: ServerConfig) -> Result<Self, ServerError> {
         config.codec.validate().map_err(ServerError::Config)?;
@@ -128,14 +129,6 @@ impl BlockingServer {
             endpoint: endpoint.to_string(),
             source,
         };
-        if matches!(endpoint, Endpoint::Tls { .. }) {
-            return Err(listen_err(TransportError::Unsupported {
-                endpoint: endpoint.to_string(),
-                reason:
-                    "the blocking server serves Unix sockets and TCP; use the async server for TLS"
-                        .into(),
-            }));
-        }
         let listener = BlockingListener::bind(&endpoint, &config.listen).map_err(listen_err)?;
         let endpoint = listener.local_endpoint();
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ServerError::Config)?;
@@ -405,7 +398,7 @@ struct Conn {
     out: Mutex<Out>,
     cv: Condvar,
     /// The write side; locked only by whoever holds `busy`.
-    wstream: Mutex<BlockingStream>,
+    wstream: Mutex<BlockingWriter>,
     /// A third handle on the socket, to shut it down while a write blocks.
     ctl: BlockingStream,
     reader: std::sync::OnceLock<ThreadId>,
@@ -435,17 +428,9 @@ fn spawn_conn(
         peer: name.clone(),
         source,
     };
-    let wstream = match stream.try_clone().map_err(io_err)? {
-        Some(w) => w,
-        None => {
-            return Err(io_err(io::Error::other(
-                "this stream cannot be split for reading and writing",
-            )))
-        }
-    };
-    let ctl = match stream.try_clone().map_err(io_err)? {
-        Some(c) => c,
-        None => return Err(io_err(io::Error::other("this stream cannot be split"))),
+    let (reader, mut wstream) = stream.split().map_err(io_err)?;
+    let Some(ctl) = wstream.take_shutdown_handle() else {
+        return Err(io_err(io::Error::other("no shutdown handle")));
     };
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     let socket = BlockingSocket(Arc::new(Conn {
@@ -464,7 +449,7 @@ fn spawn_conn(
     let s2 = socket.clone();
     let handle = std::thread::Builder::new()
         .name(format!("ipc-conn-{id}"))
-        .spawn(move || reader_loop(s2, stream))
+        .spawn(move || reader_loop(s2, reader))
         .map_err(|e| {
             lock(&shared.conns).remove(&id);
             io_err(e)
@@ -475,7 +460,7 @@ fn spawn_conn(
     Ok(())
 }
 
-fn reader_loop(socket: BlockingSocket, mut stream: BlockingStream) {
+fn reader_loop(socket: BlockingSocket, mut stream: BlockingReader) {
     let shared = socket.0.shared.clone();
     let _ = socket.0.reader.set(std::thread::current().id());
     let connect: Vec<SocketHandler> = shared.snapshot().connect.clone();

@@ -725,3 +725,204 @@ impl BlockingListener {
         }
     }
 }
+
+/// The reading half of a [`BlockingStream`] (see [`BlockingStream::split`]).
+#[derive(Debug)]
+pub struct BlockingReader(ReaderInner);
+
+/// The writing half of a [`BlockingStream`]; it can also shut the
+/// connection down while the reader is blocked.
+#[derive(Debug)]
+pub struct BlockingWriter {
+    inner: WriterInner,
+    ctl: Option<BlockingStream>,
+}
+
+#[derive(Debug)]
+enum ReaderInner {
+    Plain(BlockingStream),
+    #[cfg(feature = "tls")]
+    Tls(TlsHalf),
+}
+
+#[derive(Debug)]
+enum WriterInner {
+    Plain(BlockingStream),
+    #[cfg(feature = "tls")]
+    Tls(TlsHalf),
+}
+
+/// One half of a split TLS connection: its own handle on the socket and
+/// the shared session state. Socket reads happen outside the lock, so a
+/// reader waiting for data never holds up a writer.
+#[cfg(feature = "tls")]
+#[derive(Debug)]
+struct TlsHalf {
+    sock: TcpStream,
+    conn: std::sync::Arc<std::sync::Mutex<rustls::Connection>>,
+    scratch: Vec<u8>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsHalf {
+    fn session(&self) -> std::sync::MutexGuard<'_, rustls::Connection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let mut conn = self.session();
+                match conn.reader().read(out) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.scratch.is_empty() {
+                self.scratch = vec![0; 16 * 1024 + 256];
+            }
+            let k = self.sock.read(&mut self.scratch)?;
+            let mut conn = self.session();
+            if k == 0 {
+                // The peer closed without close_notify: end of stream.
+                return Ok(0);
+            }
+            let mut data = &self.scratch[..k];
+            while !data.is_empty() {
+                conn.read_tls(&mut data)?;
+                conn.process_new_packets()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+            while conn.wants_write() {
+                conn.write_tls(&mut &self.sock)?;
+            }
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        let mut conn = self.session();
+        conn.writer().write_all(buf)?;
+        while conn.wants_write() {
+            conn.write_tls(&mut &self.sock)?;
+        }
+        Ok(())
+    }
+}
+
+impl BlockingStream {
+    /// Splits the stream so one thread reads while another writes: two
+    /// handles on the socket for Unix and TCP; for TLS, two socket handles
+    /// sharing the session state behind a lock that is never held while
+    /// waiting for the peer's data.
+    pub fn split(self) -> io::Result<(BlockingReader, BlockingWriter)> {
+        let ctl = match &self {
+            #[cfg(all(unix, feature = "unix"))]
+            BlockingStream::Unix(s) => BlockingStream::Unix(s.try_clone()?),
+            #[cfg(feature = "tcp")]
+            BlockingStream::Tcp(s) => BlockingStream::Tcp(s.try_clone()?),
+            #[cfg(feature = "tls")]
+            BlockingStream::TlsClient(t) => BlockingStream::Tcp(t.sock.try_clone()?),
+            #[cfg(feature = "tls")]
+            BlockingStream::TlsServer(t) => BlockingStream::Tcp(t.sock.try_clone()?),
+        };
+        #[cfg(feature = "tls")]
+        {
+            let tls = match self {
+                BlockingStream::TlsClient(b) => {
+                    let rustls::StreamOwned { conn, sock } = *b;
+                    Some((rustls::Connection::from(conn), sock))
+                }
+                BlockingStream::TlsServer(b) => {
+                    let rustls::StreamOwned { conn, sock } = *b;
+                    Some((rustls::Connection::from(conn), sock))
+                }
+                plain => {
+                    let w = plain
+                        .try_clone()?
+                        .ok_or_else(|| io::Error::other("cannot clone"))?;
+                    return Ok((
+                        BlockingReader(ReaderInner::Plain(plain)),
+                        BlockingWriter {
+                            inner: WriterInner::Plain(w),
+                            ctl: Some(ctl),
+                        },
+                    ));
+                }
+            };
+            if let Some((conn, sock)) = tls {
+                let conn = std::sync::Arc::new(std::sync::Mutex::new(conn));
+                let wsock = sock.try_clone()?;
+                return Ok((
+                    BlockingReader(ReaderInner::Tls(TlsHalf {
+                        sock,
+                        conn: conn.clone(),
+                        scratch: Vec::new(),
+                    })),
+                    BlockingWriter {
+                        inner: WriterInner::Tls(TlsHalf {
+                            sock: wsock,
+                            conn,
+                            scratch: Vec::new(),
+                        }),
+                        ctl: Some(ctl),
+                    },
+                ));
+            }
+            unreachable!("TLS streams returned above")
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            let w = self
+                .try_clone()?
+                .ok_or_else(|| io::Error::other("cannot clone"))?;
+            Ok((
+                BlockingReader(ReaderInner::Plain(self)),
+                BlockingWriter {
+                    inner: WriterInner::Plain(w),
+                    ctl: Some(ctl),
+                },
+            ))
+        }
+    }
+}
+
+impl BlockingReader {
+    /// Limits how long a read waits (`None`: forever).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.0 {
+            ReaderInner::Plain(s) => s.set_read_timeout(timeout),
+            #[cfg(feature = "tls")]
+            ReaderInner::Tls(t) => t.sock.set_read_timeout(timeout),
+        }
+    }
+}
+
+impl Read for BlockingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            ReaderInner::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            ReaderInner::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl BlockingWriter {
+    /// Writes all of `buf` (TLS: encrypted and handed to the socket).
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.inner {
+            WriterInner::Plain(s) => s.write_all(buf),
+            #[cfg(feature = "tls")]
+            WriterInner::Tls(t) => t.write_all(buf),
+        }
+    }
+
+    /// A handle that shuts the connection down in both directions, usable
+    /// while another thread is blocked reading or writing it.
+    pub fn take_shutdown_handle(&mut self) -> Option<BlockingStream> {
+        self.ctl.take()
+    }
+}

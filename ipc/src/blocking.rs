@@ -33,4 +33,6 @@
 
 pub use ipc_client::blocking::{BlockingClient, FLUSH_AT};
 pub use ipc_server::blocking::{BlockingServer, BlockingSocket};
-pub use ipc_transport::blocking::{BlockingListener, BlockingStream};
+pub use ipc_transport::blocking::{
+    BlockingListener, BlockingReader, BlockingStream, BlockingWriter,
+};

@@ -384,3 +384,202 @@ fn stop_closes_every_connection_and_runs_disconnect_handlers() {
         events_until(c, |e| matches!(e, ClientEvent::Disconnect));
     }
 }
+
+/// TLS: the blocking client (rustls' blocking stream) against the async TLS
+/// server and against the blocking TLS listener; an untrusted certificate is
+/// refused without retrying.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use ipc::transport::blocking::{self as bt, BlockingListener};
+    use ipc::transport::{
+        ConnectOptions, ListenOptions, PemSource, TlsClientConfig, TlsServerConfig,
+    };
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+
+    /// A CA's PEM and a `localhost` certificate (PEM chain, PEM key) it signed.
+    fn material(ca_name: &str) -> (String, String, String) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, ca_name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let key = KeyPair::generate().unwrap();
+        let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "localhost");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = leaf
+            .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+            .unwrap();
+        (ca_pem, cert.pem(), key.serialize_pem())
+    }
+
+    fn server_tls(cert: &str, key: &str) -> TlsServerConfig {
+        TlsServerConfig::builder()
+            .cert_chain(PemSource::Inline(cert.to_owned()))
+            .key(PemSource::Inline(key.to_owned()))
+            .build()
+            .unwrap()
+    }
+
+    fn client_config(ca: &str) -> ClientConfig {
+        let mut c = fast_retry();
+        c.connect = ConnectOptions {
+            tls: Some(
+                TlsClientConfig::builder()
+                    .root(PemSource::Inline(ca.to_owned()))
+                    .build()
+                    .unwrap(),
+            ),
+            ..ConnectOptions::default()
+        };
+        c
+    }
+
+    #[test]
+    fn blocking_client_against_the_async_tls_server() {
+        let (ca, cert, key) = material("test ca");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = ipc::Server::new(
+            "tls://127.0.0.1:0".parse().unwrap(),
+            ServerConfig {
+                listen: ListenOptions {
+                    tls: Some(server_tls(&cert, &key)),
+                    ..ListenOptions::default()
+                },
+                ..ServerConfig::default()
+            },
+        )
+        .unwrap();
+        let Endpoint::Tls { port, .. } = rt.block_on(server.start()).unwrap() else {
+            panic!("not a TLS endpoint")
+        };
+        server.on_message("message", |m, peer| {
+            if let Some(s) = peer.socket() {
+                let _ = s.try_emit("message", &m.data_value());
+            }
+        });
+        let endpoint = Endpoint::Tls {
+            host: "localhost".into(),
+            port,
+        };
+        let mut client = BlockingClient::connect(endpoint.clone(), client_config(&ca)).unwrap();
+        client.emit("message", "over tls").unwrap();
+        assert_eq!(
+            next_message(&mut client).data::<String>().unwrap(),
+            "over tls"
+        );
+        assert!(client.ping(LIVE).is_ok());
+        client.disconnect().unwrap();
+
+        // A client that trusts another CA is refused and does not retry.
+        let (other_ca, _, _) = material("other ca");
+        let mut refused = BlockingClient::new(endpoint, client_config(&other_ca)).unwrap();
+        assert!(refused.connected().is_err());
+        let events = events_until(&mut refused, |e| matches!(e, ClientEvent::Destroy));
+        let err = events.iter().find_map(|e| e.error()).expect("an error");
+        assert!(!err.is_retryable(), "{err}");
+        assert!(err.to_string().contains("localhost"), "{err}");
+        rt.block_on(server.stop());
+    }
+
+    #[test]
+    fn blocking_tls_listener_and_connect() {
+        let (ca, cert, key) = material("test ca");
+        let opts = ListenOptions {
+            tls: Some(server_tls(&cert, &key)),
+            ..ListenOptions::default()
+        };
+        let listener =
+            BlockingListener::bind(&"tls://127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        let Endpoint::Tls { port, .. } = listener.local_endpoint() else {
+            panic!("not a TLS endpoint")
+        };
+        let echo = std::thread::spawn(move || {
+            let (mut s, _peer) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+            s.flush().unwrap();
+        });
+        let endpoint = Endpoint::Tls {
+            host: "localhost".into(),
+            port,
+        };
+        let (mut s, peer) = bt::connect(&endpoint, &client_config(&ca).connect).unwrap();
+        assert!(s.is_tls());
+        assert!(peer.tls_peer_certificates.is_some());
+        s.write_all(b"hello").unwrap();
+        s.flush().unwrap();
+        let mut back = [0u8; 5];
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"hello");
+        echo.join().unwrap();
+    }
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn blocking_client_and_server_over_tls() {
+    use ipc::transport::{
+        ConnectOptions, ListenOptions, PemSource, TlsClientConfig, TlsServerConfig,
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca_pem = ca.self_signed(&key).unwrap().pem();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &rcgen::Issuer::from_params(&ca, &key))
+        .unwrap();
+    let config = ServerConfig {
+        listen: ListenOptions {
+            tls: Some(
+                TlsServerConfig::builder()
+                    .cert_chain(PemSource::Inline(leaf.pem()))
+                    .key(PemSource::Inline(leaf_key.serialize_pem()))
+                    .build()
+                    .unwrap(),
+            ),
+            ..ListenOptions::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = echo_server("tls://127.0.0.1:0".parse().unwrap(), config);
+    let Endpoint::Tls { port, .. } = server.endpoint().clone() else {
+        panic!("not a TLS endpoint")
+    };
+    let mut cc = fast_retry();
+    cc.connect = ConnectOptions {
+        tls: Some(
+            TlsClientConfig::builder()
+                .root(PemSource::Inline(ca_pem))
+                .build()
+                .unwrap(),
+        ),
+        ..ConnectOptions::default()
+    };
+    let endpoint = Endpoint::Tls {
+        host: "localhost".into(),
+        port,
+    };
+    let mut client = BlockingClient::connect(endpoint, cc).unwrap();
+    // Both directions at once: a burst out while the echoes come back.
+    for i in 0..3000u32 {
+        client.emit("message", &i).unwrap();
+    }
+    client.flush().unwrap();
+    for i in 0..3000u32 {
+        assert_eq!(next_message(&mut client).data::<u32>().unwrap(), i);
+    }
+    assert!(client.ping(LIVE).is_ok());
+    client.disconnect().unwrap();
+    server.stop();
+}

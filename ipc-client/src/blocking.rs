@@ -34,6 +34,18 @@
 //! in one of the calls above: a client that never receives leaves the
 //! server's messages in the socket buffers (backpressure on the server).
 //!
+//! ## What applies from [`ClientConfig`]
+//!
+//! `codec`, `connect` (TLS, local address, timeouts), `retry`,
+//! `queue_bytes`, `sync`, `sync_timeout`, `retry_on_tls_failure`,
+//! `close_timeout` (for [`disconnect`](BlockingClient::disconnect) and
+//! drop), `extension`, `handshake`, `hello`, `handshake_timeout`,
+//! `keepalive` and `idle_timeout`. `event_buffer` has no meaning here
+//! (events wait in the client until received). Not offered: request
+//! handlers (the server's `ipcx.request`s are answered without data, as
+//! with no handler) and pub/sub; use the async client for those. Windows
+//! named pipes have no blocking transport in std.
+//!
 //! ```no_run
 //! use ipc_client::blocking::BlockingClient;
 //! use ipc_client::{ClientConfig, ClientEvent};

@@ -388,6 +388,8 @@ struct Out {
     writer_idle: bool,
     /// The writer waits a moment for a small batch to grow.
     lingering: bool,
+    /// Threads waiting for room or for the queue to drain.
+    waiters: usize,
 }
 
 struct Conn {
@@ -673,11 +675,13 @@ impl BlockingSocket {
                 continue;
             }
             self.start_writer(&mut out);
+            out.waiters += 1;
             out = self
                 .0
                 .cv
                 .wait(out)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            out.waiters -= 1;
         }
         out.buf.extend_from_slice(frame);
         out.frames += 1;
@@ -762,7 +766,11 @@ impl BlockingSocket {
         let result = lock(&self.0.wstream).write_all(&batch);
         let mut out = lock(&self.0.out);
         out.busy = false;
-        self.0.cv.notify_all();
+        // A condvar notification is a system call even with nobody
+        // waiting: only when someone waits for room or for the drain.
+        if out.waiters > 0 {
+            self.0.cv.notify_all();
+        }
         if let Err(e) = result {
             // Count what was lost with the rest of the queue.
             out.frames += frames;
@@ -790,12 +798,14 @@ impl BlockingSocket {
                 out = self.write_batch(out);
                 continue;
             }
+            out.waiters += 1;
             out = self
                 .0
                 .cv
                 .wait_timeout(out, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
+            out.waiters -= 1;
         }
     }
 

@@ -29,6 +29,8 @@
 #![forbid(unsafe_code)]
 
 mod assured;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod client;
 mod error;
 mod event;

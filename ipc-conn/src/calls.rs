@@ -111,6 +111,22 @@ impl Response {
     }
 }
 
+impl Response {
+    /// The outcome an `ipcx.response` or `ipcx.pong` carries, with the id
+    /// of the call it answers (for endpoints that track their calls
+    /// themselves, such as the blocking client).
+    pub fn from_answer(r: ResponseIn) -> (String, Result<Response, CallError>) {
+        let result = match r.e {
+            Some(e) => Err(CallError::Remote {
+                code: e.code.into_owned(),
+                message: e.message.into_owned(),
+            }),
+            None => Ok(Response { data: r.d }),
+        };
+        (r.n, result)
+    }
+}
+
 type Waiter = oneshot::Sender<Result<Response, CallError>>;
 
 /// The calls one endpoint has in flight on one connection.

@@ -36,6 +36,8 @@
 
 mod assured;
 mod authorize;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod error;
 mod event;
 mod server;

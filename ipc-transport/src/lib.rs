@@ -55,6 +55,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod assured;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod endpoint;
 mod error;
 mod keepalive;

@@ -172,7 +172,7 @@ pub fn verify_socket_owner(path: &Path) -> Result<(), TransportError> {
     Ok(())
 }
 
-fn kind_name(ft: &fs::FileType) -> &'static str {
+pub(crate) fn kind_name(ft: &fs::FileType) -> &'static str {
     if ft.is_symlink() {
         "symlink"
     } else if ft.is_dir() {
@@ -266,7 +266,7 @@ pub(crate) struct SocketFileGuard {
 }
 
 impl SocketFileGuard {
-    fn new(path: &Path) -> Option<Self> {
+    pub(crate) fn new(path: &Path) -> Option<Self> {
         let meta = fs::symlink_metadata(path).ok()?;
         Some(SocketFileGuard {
             path: path.to_owned(),

@@ -130,6 +130,8 @@
 //! `cargo run -p ipc --features cli --bin nipc -- demo`.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod config;
 mod error;
 mod handlers;

@@ -122,6 +122,10 @@ impl Inner {
                 Err(SendError::Closed { .. }) => {}
             }
         }
+        // Like `emit`, spend the task's cooperative budget: a broadcast loop
+        // yields now and then, so on a current-thread runtime the writers
+        // start before the whole run is queued.
+        tokio::task::coop::consume_budget().await;
         for (s, err) in slow {
             tracing::warn!(peer = %s.label(), "disconnecting a peer that does not keep up: {err}");
             self.deliver(ServerEvent::Error {

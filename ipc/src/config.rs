@@ -120,6 +120,12 @@ pub struct ExtConfig {
     pub no_local: bool,
     /// Graceful-close bound in ms (default 10 000).
     pub close_timeout: u64,
+    /// The client's handshake payload (isdk's connect payload, e.g. an
+    /// auth token): sent as `extras` in `ipcx.hello`, which a server sees
+    /// in its `hello` event and [`Server::on_hello`](ipc_server::Server::on_hello)
+    /// check. Setting one with `handshake` off announces it (`announce`).
+    /// Default `null` (none).
+    pub payload: serde_json::Value,
 }
 
 impl Default for ExtConfig {
@@ -131,6 +137,7 @@ impl Default for ExtConfig {
             request_timeout: 10_000,
             no_local: false,
             close_timeout: 10_000,
+            payload: serde_json::Value::Null,
         }
     }
 }
@@ -567,7 +574,11 @@ impl Config {
             retry_on_tls_failure: self.retry_on_tls_failure,
             close_timeout: Duration::from_millis(self.ext.close_timeout),
             extension: self.ext.enabled,
-            handshake: self.ext.handshake.into(),
+            handshake: match self.ext.handshake {
+                Handshake::Off if !self.ext.payload.is_null() => HandshakeMode::Announce,
+                h => h.into(),
+            },
+            hello: self.ext.payload.clone(),
             handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
             ..ClientConfig::default()
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use ipc_client::{Client, ClientState};
 use ipc_server::Server;
@@ -373,17 +374,31 @@ impl Ipc {
         setup: impl FnOnce(&Client),
     ) -> Result<Client, IpcError> {
         if id.is_empty() {
-            tracing::warn!("connect: an id is required");
             return Err(IpcError::MissingId("connect"));
-        }
-        if let Some(existing) = lock(&self.inner.of).get(id) {
-            if existing.state() != ClientState::Destroyed {
-                setup(existing);
-                return Ok(existing.clone());
-            }
         }
         let config = self.config();
         config.validate()?;
+        // One lock for the look-up and the insertion: a concurrent
+        // connect_to of the same id cannot create a second client.
+        let mut of = lock(&self.inner.of);
+        if let Some(existing) = of.get(id) {
+            if existing.state() != ClientState::Destroyed {
+                if *existing.endpoint() != endpoint {
+                    return Err(IpcError::IdInUse {
+                        id: id.to_owned(),
+                        endpoint: existing.endpoint().to_string(),
+                    });
+                }
+                let existing = existing.clone();
+                drop(of);
+                // node-ipc's rule: a live id is reused (and says so).
+                self.log(format_args!(
+                    "Already Connected to {id} - So executing success without connection"
+                ));
+                setup(&existing);
+                return Ok(existing);
+            }
+        }
         #[allow(unused_mut)]
         let mut cc = config.client_config();
         #[cfg(feature = "tls")]
@@ -393,11 +408,14 @@ impl Ipc {
             )?);
         }
         let client = Client::new(endpoint, cc)?;
+        client.set_request_timeout(Duration::from_millis(config.ext.request_timeout));
+        // Stored before it starts: a `connect` handler that looks itself
+        // up in `of` always finds it. A destroyed client under the same id
+        // is simply replaced: it has no retry left to cancel.
+        of.insert(id.to_owned(), client.clone());
+        drop(of);
         setup(&client);
         client.start();
-        // A destroyed client under the same id is simply replaced: it has no
-        // retry left to cancel.
-        lock(&self.inner.of).insert(id.to_owned(), client.clone());
         Ok(client)
     }
 
@@ -429,8 +447,9 @@ impl Ipc {
         }
     }
 
-    /// `ipc.log(...)`: one line through `config.logger`, or `tracing` at
-    /// info level; nothing when `config.silent`.
+    /// One line through `config.logger` (default: standard output),
+    /// nothing when `config.silent`. For node-ipc's `ipc.log(a, b, c)`
+    /// use [`log!`](crate::log!).
     pub fn log(&self, line: impl fmt::Display) {
         let config = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
         if config.silent {
@@ -439,43 +458,27 @@ impl Ipc {
         let line = line.to_string();
         match &config.logger {
             Some(logger) => logger(&line),
-            None => tracing::info!(target: "ipc", id = %config.id, "{line}"),
+            None => println!("{line}"),
         }
     }
 
-    /// `ipc.log(label, object)`: the value pretty-printed as JSON, nested
-    /// no deeper than `config.logDepth` (deeper parts show as `[Object]` /
-    /// `[Array]`, as node's `util.inspect`).
+    /// node-ipc's `ipc.log(...args)` (what [`log!`](crate::log!) calls):
+    /// strings and numbers as they are, objects as node's `util.inspect`
+    /// shows them, to `logDepth` levels and coloured when `logInColor` and
+    /// standard output is a terminal; joined by spaces.
+    pub fn log_parts(&self, parts: &[crate::LogPart]) {
+        let (silent, depth, color) = {
+            let c = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
+            (c.silent, c.log_depth, crate::log::use_color(c.log_in_color))
+        };
+        if !silent {
+            self.log(crate::log::line(parts, depth, color));
+        }
+    }
+
+    /// `ipc.log(label, object)`: [`Ipc::log_parts`] with two parts.
     pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
-        let depth = self.config().log_depth;
-        let v = serde_json::to_value(value)
-            .map(|v| truncate_depth(v, depth))
-            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-            .unwrap_or_else(|e| format!("<unserializable: {e}>"));
-        if label.is_empty() {
-            self.log(v);
-        } else {
-            self.log(format_args!("{label} {v}"));
-        }
-    }
-}
-
-fn truncate_depth(v: serde_json::Value, depth: usize) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(_) if depth == 0 => Value::String("[Object]".into()),
-        Value::Array(_) if depth == 0 => Value::String("[Array]".into()),
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, truncate_depth(v, depth - 1)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(
-            a.into_iter()
-                .map(|v| truncate_depth(v, depth - 1))
-                .collect(),
-        ),
-        other => other,
+        self.log_parts(&[crate::LogPart::new(label), crate::LogPart::new(value)]);
     }
 }
 
@@ -501,7 +504,7 @@ pub fn init_logging(config: &Config) -> bool {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(config.log_in_color)
+        .with_ansi(config.log_in_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init()
         .is_ok()
@@ -543,12 +546,6 @@ mod tests {
     }
 
     #[test]
-    fn depth_truncation_matches_util_inspect_shape() {
-        let v = json!({"a":{"b":{"c":1}},"l":[[1]]});
-        assert_eq!(truncate_depth(v, 1), json!({"a":"[Object]","l":"[Array]"}));
-    }
-
-    #[test]
     fn log_goes_to_the_logger_unless_silent() {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -563,7 +560,7 @@ mod tests {
         let lines = lock(&lines);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], "hello");
-        assert!(lines[1].starts_with("obj {"), "{}", lines[1]);
+        assert!(lines[1].starts_with("obj { x: {"), "{}", lines[1]);
         assert!(lines[1].contains("[Object]"), "{}", lines[1]);
     }
 }

@@ -133,16 +133,18 @@ mod config;
 mod error;
 mod handlers;
 mod ipc;
+mod log;
 
 pub use crate::config::{
     hostname, Config, ExtConfig, Handshake, Interface, Logger, Parser, RetryBackoff, TlsOptions,
     UnlinkPolicy,
 };
 pub use crate::error::IpcError;
-pub use crate::handlers::{ClientExt, ServerExt};
+pub use crate::handlers::{ClientExt, HandlerResult, ServerExt};
 #[cfg(feature = "logging")]
 pub use crate::ipc::init_logging;
 pub use crate::ipc::{Ipc, JsArg, ServeNet};
+pub use crate::log::LogPart;
 
 pub use ipc_client as client;
 pub use ipc_proto as proto;
@@ -150,9 +152,26 @@ pub use ipc_server as server;
 pub use ipc_transport as transport;
 
 pub use ipc_client::{
-    Backoff, Client, ClientConfig, ClientError, ClientEvent, ClientState, EventStream, HandlerId,
-    MaxRetries, Origin, RetryConfig,
+    Backoff, CallError, Client, ClientConfig, ClientError, ClientEvent, ClientState, EventStream,
+    Flow, HandlerId, HandshakeMode, MaxRetries, Origin, Request, Responder, Response, RetryConfig,
+    WeakClient,
 };
+pub use ipc_proto::ext::Hello;
 pub use ipc_proto::{ErrorCode, Message, Profile, RawEncoding};
-pub use ipc_server::{Peer, Server, ServerConfig, ServerError, ServerEvent, ServerState, Socket};
+pub use ipc_server::{
+    Peer, Server, ServerConfig, ServerError, ServerEvent, ServerState, Socket, WeakServer,
+};
 pub use ipc_transport::{Endpoint, LocalPaths, UdpFamily};
+
+/// Everything a node-ipc port needs, in one import:
+/// `use ipc::prelude::*;` brings [`Ipc`], [`Config`], [`ServeNet`], the
+/// client and server types with their events, and the handler traits
+/// ([`ServerExt`], [`ClientExt`]) whose methods (`handle`, `send`,
+/// `on_connect`, …) would otherwise not be found.
+pub mod prelude {
+    pub use crate::{
+        CallError, Client, ClientError, ClientEvent, ClientExt, ClientState, Config, Endpoint,
+        Flow, HandlerResult, Hello, Ipc, IpcError, MaxRetries, Message, Peer, Request, Response,
+        ServeNet, Server, ServerError, ServerEvent, ServerExt, Socket,
+    };
+}

@@ -3,6 +3,7 @@
 //! address.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -99,6 +100,40 @@ impl Server {
     /// UDP: sends an already encoded frame as one datagram to `target`.
     pub async fn send_frame_to(&self, target: SocketAddr, frame: &[u8]) -> Result<(), ServerError> {
         self.send_datagram(target, frame).await
+    }
+
+    /// UDP: sends one frame to `target` without waiting, for answering from
+    /// inside a handler. Encoding and "not running" fail here; the send
+    /// itself is attempted at once and, if the socket is not ready, finished
+    /// in the background, a failure then becoming an `error` event naming
+    /// the peer.
+    pub fn try_emit_to<T: Serialize + ?Sized>(
+        &self,
+        target: SocketAddr,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError> {
+        let frame = self.encode(event, data, &target.to_string())?;
+        let sock = lock(&self.inner.udp.sock)
+            .clone()
+            .ok_or(ServerError::NotRunning {
+                endpoint: self.inner.name.clone(),
+            })?;
+        let inner = self.inner.clone();
+        let mut send = Box::pin(async move {
+            if let Err(source) = sock.send_to(&frame, target).await {
+                let e = ServerError::Datagram {
+                    peer: target.to_string(),
+                    source,
+                };
+                inner.error(Some(Peer::Udp(target)), e).await;
+            }
+        });
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if send.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(send);
+        }
+        Ok(())
     }
 
     async fn send_datagram(&self, target: SocketAddr, frame: &[u8]) -> Result<(), ServerError> {

@@ -90,17 +90,34 @@ fn default_jitter() -> f64 {
     0.2
 }
 
-/// `ext.handshake` (SPEC §5.4 rule 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Handshake {
-    /// No `ipcx.hello` (the default; plain node-ipc peers never answer).
-    #[default]
-    Off,
-    /// Send `ipcx.hello` after `connect`, do not wait.
-    Announce,
-    /// Ready only after `ipcx.welcome`.
-    Required,
+/// `ext.handshake` (SPEC §5.4 rule 5): the client's and server's
+/// [`HandshakeMode`] under its configuration name; in JSON `"off"`,
+/// `"announce"` or `"required"`.
+pub type Handshake = HandshakeMode;
+
+mod handshake_json {
+    use super::HandshakeMode;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(h: &HandshakeMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match h {
+            HandshakeMode::Off => "off",
+            HandshakeMode::Announce => "announce",
+            HandshakeMode::Required => "required",
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HandshakeMode, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "off" => Ok(HandshakeMode::Off),
+            "announce" => Ok(HandshakeMode::Announce),
+            "required" => Ok(HandshakeMode::Required),
+            other => Err(D::Error::unknown_variant(
+                other,
+                &["off", "announce", "required"],
+            )),
+        }
+    }
 }
 
 /// `ext`: settings of the request/ping/pub-sub extension (SPEC §5.4).
@@ -110,6 +127,7 @@ pub struct ExtConfig {
     /// Handle `ipcx.*` frames (requests, ping, pub/sub; default true).
     pub enabled: bool,
     /// Handshake mode.
+    #[serde(with = "handshake_json")]
     pub handshake: Handshake,
     /// How long a required handshake may take, ms (default 10 000).
     pub handshake_timeout: u64,
@@ -138,16 +156,6 @@ impl Default for ExtConfig {
             no_local: false,
             close_timeout: 10_000,
             payload: serde_json::Value::Null,
-        }
-    }
-}
-
-impl From<Handshake> for HandshakeMode {
-    fn from(h: Handshake) -> HandshakeMode {
-        match h {
-            Handshake::Off => HandshakeMode::Off,
-            Handshake::Announce => HandshakeMode::Announce,
-            Handshake::Required => HandshakeMode::Required,
         }
     }
 }
@@ -576,7 +584,7 @@ impl Config {
             extension: self.ext.enabled,
             handshake: match self.ext.handshake {
                 Handshake::Off if !self.ext.payload.is_null() => HandshakeMode::Announce,
-                h => h.into(),
+                h => h,
             },
             hello: self.ext.payload.clone(),
             handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
@@ -598,7 +606,7 @@ impl Config {
                 ..UdpLimits::default()
             },
             extension: self.ext.enabled,
-            handshake: self.ext.handshake.into(),
+            handshake: self.ext.handshake,
             handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
             no_local: self.ext.no_local,
             ..ServerConfig::default()

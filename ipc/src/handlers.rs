@@ -102,6 +102,12 @@ pub trait ServerExt {
         f: impl Fn(&Socket, Option<&str>) + Send + Sync + 'static,
     ) -> HandlerId;
 
+    /// isdk's `disconnect(connection, reason)`: `socket.disconnected` with
+    /// the reason the connection was closed for, when one was given
+    /// ([`Socket::close_reason`]).
+    fn on_disconnect(&self, f: impl Fn(&Socket, Option<&str>) + Send + Sync + 'static)
+        -> HandlerId;
+
     /// `error`: something failed; `peer` is set when one peer is concerned.
     fn on_error(
         &self,
@@ -189,6 +195,17 @@ impl ServerExt for Server {
         })
     }
 
+    fn on_disconnect(
+        &self,
+        f: impl Fn(&Socket, Option<&str>) + Send + Sync + 'static,
+    ) -> HandlerId {
+        self.on("socket.disconnected", move |ev| {
+            if let ServerEvent::SocketDisconnected { socket, .. } = ev {
+                f(socket, socket.close_reason().as_deref())
+            }
+        })
+    }
+
     fn on_error(
         &self,
         f: impl Fn(&ServerError, Option<&Peer>) + Send + Sync + 'static,
@@ -256,6 +273,7 @@ pub trait ClientExt {
     fn on_connect(&self, f: impl Fn(&Client) + Send + Sync + 'static) -> HandlerId;
 
     /// `disconnect`: a connection or attempt ended; a retry may follow.
+    /// [`Client::close_reason`] tells why, when the server said so.
     fn on_disconnect(&self, f: impl Fn(&Client) + Send + Sync + 'static) -> HandlerId;
 
     /// `destroy`: final, no retry remains.

@@ -494,6 +494,10 @@ async fn isdk_payload_request_timeout_typed_answers_and_closed() {
         }
         Ok(ipc::Flow::Stop)
     });
+    let (reason_tx, mut reasons) = tokio::sync::mpsc::unbounded_channel();
+    server.on_disconnect(move |_, reason| {
+        let _ = reason_tx.send(reason.map(str::to_owned));
+    });
     let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
     server.on_closed(move || {
         let _ = closed_tx.send(());
@@ -520,9 +524,23 @@ async fn isdk_payload_request_timeout_typed_answers_and_closed() {
     assert!(e.to_string().contains("200ms"), "{e}");
     within(client.ping_default()).await.unwrap();
 
+    // Close reasons, both ways: the client's reaches the server...
     client.destroy_with_reason("shutting down").await.unwrap();
+    let reason = within(reasons.recv()).await.unwrap();
+    assert_eq!(reason.as_deref(), Some("shutting down"));
+    // ...and the server's reaches its clients.
+    let again = instance(dir.path(), "again");
+    let client = again.connect_to("world", None).unwrap();
+    let (why_tx, mut why) = tokio::sync::mpsc::unbounded_channel();
+    client.on_disconnect(move |c| {
+        let _ = why_tx.send(c.close_reason());
+    });
+    within(client.connected()).await.unwrap();
     server.close(false).await;
     within(closed_rx.recv()).await.unwrap();
+    let reason = within(why.recv()).await.unwrap();
+    assert_eq!(reason.as_deref(), Some("Server was shut down"));
+    again.disconnect("world").await.unwrap();
 }
 
 /// A clean shutdown reports nothing false: the server's own `ipcx.end` is
@@ -535,7 +553,11 @@ async fn closing_a_server_reports_no_false_errors() {
         let server = world.serve(None).unwrap();
         let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = errors.clone();
-        server.on_error(move |e, _| seen.lock().unwrap().push(e.to_string()));
+        server.on("error", move |ev| {
+            if let Some(e) = ev.error() {
+                seen.lock().unwrap().push(e.to_string());
+            }
+        });
         within(server.start()).await.unwrap();
         let hello = instance(dir.path(), "hello");
         let client = hello.connect_to("world", None).unwrap();

@@ -52,6 +52,8 @@ struct Inner {
     last_failure: Mutex<Option<Arc<ClientError>>>,
     /// The timeout of requests and pings that do not name one.
     request_timeout: Mutex<Duration>,
+    /// The reason of the server's last `ipcx.end`.
+    close_reason: Mutex<Option<String>>,
 }
 
 /// A node-ipc client: one logical connection to one endpoint, reconnecting
@@ -128,6 +130,7 @@ impl Client {
                 session_id: Mutex::new(None),
                 last_failure: Mutex::new(None),
                 request_timeout: Mutex::new(ipc_conn::calls::DEFAULT_TIMEOUT),
+                close_reason: Mutex::new(None),
                 config,
             }),
         })
@@ -226,6 +229,13 @@ impl Client {
             after,
             last: lock(&self.inner.last_failure).clone(),
         }
+    }
+
+    /// Why the server closed the connection, when it said so with
+    /// `ipcx.end` (e.g. `"Server was shut down"`): read it in a
+    /// `disconnect` handler. Cleared when a connection comes.
+    pub fn close_reason(&self) -> Option<String> {
+        lock(&self.inner.close_reason).clone()
     }
 
     /// The last failure of a connection or connection attempt, if any.
@@ -613,7 +623,17 @@ impl Inner {
     }
 
     fn set_state(&self, s: ClientState) {
+        if s == ClientState::Connected {
+            *lock(&self.close_reason) = None;
+        }
         self.state.send_replace(s);
+    }
+
+    /// The server announced a close (`ipcx.end`).
+    fn note_end(&self, end: Option<&End>) {
+        if let Some(e) = end {
+            *lock(&self.close_reason) = Some(e.reason_text());
+        }
     }
 
     /// Delivers an event to the handlers, then to every event stream

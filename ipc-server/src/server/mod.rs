@@ -433,6 +433,7 @@ impl Server {
                 match s.try_send_frame(frame.clone()) {
                     Ok(()) => {
                         lock(&self.inner.notices).insert(s.id(), frame.len());
+                        s.set_close_reason(end.reason_text());
                     }
                     Err(e) => tracing::debug!(peer = %s.label(), "cannot send ipcx.end: {e}"),
                 }

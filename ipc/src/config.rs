@@ -25,6 +25,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::IpcError;
 
+/// node's `lookup(hostname)` for [`Config::lookup`]: an address for a host
+/// name, or why there is none.
+pub type Lookup = Arc<dyn Fn(&str) -> std::io::Result<IpAddr> + Send + Sync>;
+
 /// node-ipc's `config.logger`: receives each formatted `log()` line.
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -174,11 +178,12 @@ pub struct Interface {
     /// Address family: `4` or `6`.
     #[serde(deserialize_with = "falsy_or")]
     pub family: Option<u8>,
-    /// node's `dns.lookup` hints: accepted for compatibility, unused.
+    /// node's `dns.lookup` hints: only `0`/unset is accepted (the system
+    /// resolver is called without flags; see [`Config::validate`]).
     #[serde(deserialize_with = "falsy_or")]
     pub hints: Option<u32>,
-    /// node's custom `lookup` function: cannot be expressed here; only
-    /// `false` is accepted.
+    /// node's custom `lookup` function: in JSON only `false`; the function
+    /// itself is [`Config::lookup`].
     #[serde(deserialize_with = "falsy_or")]
     pub lookup: Option<bool>,
 }
@@ -292,10 +297,17 @@ pub struct Config {
     pub log_depth: usize,
     /// `logInColor`: colour `log` output (default true).
     pub log_in_color: bool,
-    /// `logger`: where `log` lines go (default: `tracing` at info level).
-    /// Not representable in JSON.
+    /// `logger`: where `log` lines go (default: standard output, as
+    /// node-ipc's `console.log`). Not representable in JSON.
     #[serde(skip)]
     pub logger: Option<Logger>,
+    /// `interface.lookup` as a function: resolves the host of
+    /// `connect_to_net` to an address (node's `lookup(hostname, cb)`).
+    /// Called once per `connect_to_net`, not per retry; with TLS the host
+    /// name stays the server name checked against the certificate unless
+    /// `tls.servername` is set. Not representable in JSON.
+    #[serde(skip)]
+    pub lookup: Option<Lookup>,
     /// `maxConnections` per stream server (default 100).
     pub max_connections: usize,
     /// `retry`: delay between reconnect attempts, ms in JSON (default 500).
@@ -358,6 +370,10 @@ impl fmt::Debug for Config {
                 "logger".into(),
                 serde_json::Value::Bool(self.logger.is_some()),
             );
+            o.insert(
+                "lookup".into(),
+                serde_json::Value::Bool(self.lookup.is_some()),
+            );
         }
         write!(f, "Config {v}")
     }
@@ -391,6 +407,7 @@ impl Default for Config {
             log_depth: 5,
             log_in_color: true,
             logger: None,
+            lookup: None,
             max_connections: 100,
             retry: Duration::from_millis(500),
             max_retries: MaxRetries::Unlimited,
@@ -480,7 +497,23 @@ impl Config {
         }
         if self.interface.lookup == Some(true) {
             return Err(IpcError::InvalidConfig(
-                "interface.lookup (a custom resolver function) is not supported".into(),
+                "interface.lookup must be a function: set Config::lookup to a resolver closure"
+                    .into(),
+            ));
+        }
+        if self.interface.hints.is_some_and(|h| h != 0) {
+            return Err(IpcError::InvalidConfig(
+                "interface.hints (dns.lookup flags) cannot be applied: host names go to the \
+                 system resolver without flags; use interface.family to choose IPv4 or IPv6, \
+                 or Config::lookup to resolve yourself"
+                    .into(),
+            ));
+        }
+        if self.tls.as_ref().is_some_and(|t| t.dhparam.is_some()) {
+            return Err(IpcError::InvalidConfig(
+                "tls.dhparam cannot be applied: rustls negotiates only elliptic-curve \
+                 Diffie-Hellman (ECDHE), never finite-field DH parameters; remove the key"
+                    .into(),
             ));
         }
         self.codec().validate().map_err(IpcError::Codec)

@@ -283,6 +283,22 @@ impl Ipc {
         self.install_server(endpoint, &config)
     }
 
+    /// A server on a listener bound elsewhere, with this instance's
+    /// configuration (node's `server.listen(handle)`): the cluster pattern,
+    /// where workers share one socket bound once
+    /// ([`Listener::from_std_unix`](ipc_transport::Listener::from_std_unix)).
+    /// The path is never unlinked by this server. It replaces
+    /// [`Ipc::server`].
+    pub fn serve_listener(&self, listener: ipc_transport::Listener) -> Result<Server, IpcError> {
+        let config = self.config();
+        config.validate()?;
+        let mut sc = config.server_config();
+        sc.listen.socket_root = None;
+        let server = Server::from_listener(listener, sc)?;
+        *lock(&self.inner.server) = Some(server.clone());
+        Ok(server)
+    }
+
     fn install_server(&self, endpoint: Endpoint, config: &Config) -> Result<Server, IpcError> {
         #[allow(unused_mut)]
         let mut sc = config.server_config();
@@ -354,15 +370,26 @@ impl Ipc {
         port: Option<u16>,
         setup: impl FnOnce(&Client),
     ) -> Result<Client, IpcError> {
-        let config = self.config();
-        let host = host.map_or_else(|| config.network_host.clone(), str::to_owned);
+        let mut config = self.config();
+        let mut host = host.map_or_else(|| config.network_host.clone(), str::to_owned);
         let port = port.filter(|p| *p != 0).unwrap_or(config.network_port);
+        if let Some(lookup) = &config.lookup {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                let addr = lookup(&host).map_err(|e| {
+                    IpcError::InvalidConfig(format!("interface.lookup of {host:?} failed: {e}"))
+                })?;
+                if let Some(tls) = config.tls.as_mut() {
+                    tls.servername.get_or_insert_with(|| host.clone());
+                }
+                host = addr.to_string();
+            }
+        }
         let endpoint = if config.tls.is_some() {
             Endpoint::Tls { host, port }
         } else {
             Endpoint::Tcp { host, port }
         };
-        self.connect_endpoint_with(id, endpoint, setup)
+        self.connect_with_config(id, endpoint, config, setup)
     }
 
     /// Connects to any endpoint and stores the client at `of(id)` (what
@@ -373,10 +400,19 @@ impl Ipc {
         endpoint: Endpoint,
         setup: impl FnOnce(&Client),
     ) -> Result<Client, IpcError> {
+        self.connect_with_config(id, endpoint, self.config(), setup)
+    }
+
+    fn connect_with_config(
+        &self,
+        id: &str,
+        endpoint: Endpoint,
+        config: Config,
+        setup: impl FnOnce(&Client),
+    ) -> Result<Client, IpcError> {
         if id.is_empty() {
             return Err(IpcError::MissingId("connect"));
         }
-        let config = self.config();
         config.validate()?;
         // One lock for the look-up and the insertion: a concurrent
         // connect_to of the same id cannot create a second client.
@@ -409,6 +445,7 @@ impl Ipc {
         }
         let client = Client::new(endpoint, cc)?;
         client.set_request_timeout(Duration::from_millis(config.ext.request_timeout));
+        client.set_raw_encoding(config.encoding);
         // Stored before it starts: a `connect` handler that looks itself
         // up in `of` always finds it. A destroyed client under the same id
         // is simply replaced: it has no retry left to cancel.

@@ -136,8 +136,8 @@ mod ipc;
 mod log;
 
 pub use crate::config::{
-    hostname, Config, ExtConfig, Handshake, Interface, Logger, Parser, RetryBackoff, TlsOptions,
-    UnlinkPolicy,
+    hostname, Config, ExtConfig, Handshake, Interface, Logger, Lookup, Parser, RetryBackoff,
+    TlsOptions, UnlinkPolicy,
 };
 pub use crate::error::IpcError;
 pub use crate::handlers::{ClientExt, HandlerResult, ServerExt};

@@ -579,3 +579,56 @@ async fn closing_a_server_reports_no_false_errors() {
         hello.disconnect("world").await.ok();
     }
 }
+
+/// Raw mode and configuration keys: `encoding` applied to emitted text, a
+/// `lookup` function, keys that cannot be applied refused with a reason,
+/// a server on a listener bound elsewhere.
+#[tokio::test]
+async fn raw_encoding_lookup_and_refused_keys() {
+    // hints and dhparam are refused, saying why.
+    let e = Config::from_json(r#"{"interface": {"hints": 1024}}"#).unwrap_err();
+    assert!(e.to_string().contains("interface.family"), "{e}");
+    let e = Config::from_json(r#"{"tls": {"dhparam": "dh.pem"}}"#).unwrap_err();
+    assert!(e.to_string().contains("ECDHE"), "{e}");
+
+    // A lookup function resolves the host; `encoding: hex` turns the
+    // emitted text into bytes in raw mode.
+    let world = Ipc::new();
+    world.configure(|c| {
+        c.raw_buffer = true;
+        c.silent = true;
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let listener =
+        ipc::transport::Listener::from_std_tcp(listener).expect("a listener from a std socket");
+    let server = world.serve_listener(listener).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    server.on_data(move |bytes, _, _| {
+        let _ = tx.send(bytes.to_vec());
+    });
+    within(server.start()).await.unwrap();
+
+    let hello = Ipc::new();
+    hello.configure(|c| {
+        c.raw_buffer = true;
+        c.encoding = ipc::RawEncoding::Hex;
+        c.silent = true;
+        c.lookup = Some(Arc::new(|host: &str| {
+            assert_eq!(host, "world.example");
+            Ok(std::net::IpAddr::from([127, 0, 0, 1]))
+        }));
+    });
+    let client = hello
+        .connect_to_net("world", Some("world.example"), Some(port))
+        .unwrap();
+    client.emit_str("68656c6c6f").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        got.extend(within(rx.recv()).await.unwrap());
+    }
+    assert_eq!(got, b"hello");
+    hello.disconnect("world").await.unwrap();
+    server.stop().await;
+}

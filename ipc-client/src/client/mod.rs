@@ -54,6 +54,9 @@ struct Inner {
     request_timeout: Mutex<Duration>,
     /// The reason of the server's last `ipcx.end`.
     close_reason: Mutex<Option<String>>,
+    /// How [`Client::emit_str`] turns text into bytes (node-ipc's
+    /// `encoding`).
+    raw_encoding: Mutex<ipc_proto::RawEncoding>,
 }
 
 /// A node-ipc client: one logical connection to one endpoint, reconnecting
@@ -131,6 +134,7 @@ impl Client {
                 last_failure: Mutex::new(None),
                 request_timeout: Mutex::new(ipc_conn::calls::DEFAULT_TIMEOUT),
                 close_reason: Mutex::new(None),
+                raw_encoding: Mutex::new(ipc_proto::RawEncoding::Utf8),
                 config,
             }),
         })
@@ -329,6 +333,21 @@ impl Client {
     pub async fn emit_raw(&self, bytes: impl AsRef<[u8]>) -> Result<(), ClientError> {
         let r = self.inner.link.emit_raw(bytes.as_ref()).await;
         r.map_err(|e| self.link_error(e))
+    }
+
+    /// Raw profile: node-ipc's `emit(string)` in `rawBuffer` mode — the
+    /// text turned into bytes with the raw encoding
+    /// ([`Client::set_raw_encoding`]; `utf8` by default, `hex`, `base64`,
+    /// … as node's `Buffer.from(text, encoding)`), then sent as they are.
+    pub async fn emit_str(&self, text: &str) -> Result<(), ClientError> {
+        let bytes = lock(&self.inner.raw_encoding).encode_str(text);
+        self.emit_raw(bytes).await
+    }
+
+    /// Sets the encoding [`Client::emit_str`] applies (node-ipc's
+    /// `encoding`; the `ipc` facade sets it from its configuration).
+    pub fn set_raw_encoding(&self, encoding: ipc_proto::RawEncoding) {
+        *lock(&self.inner.raw_encoding) = encoding;
     }
 
     /// Queues an already encoded frame (delimiter included), e.g. one shared

@@ -591,7 +591,7 @@ mod tests {
             c.logger = Some(Arc::new(move |l: &str| lock(&sink).push(l.to_owned())));
         });
         ipc.log("hello");
-        ipc.log_value("obj", &json!({"x":{"y":{"z":{"w":{"v":{"u":1}}}}}}));
+        ipc.log_value("obj", &json!({"x":{"y":{"z":{"w":{"v":{"u":{"t":1}}}}}}}));
         ipc.configure(|c| c.silent = true);
         ipc.log("hidden");
         let lines = lock(&lines);

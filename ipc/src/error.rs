@@ -36,6 +36,14 @@ pub enum IpcError {
         /// Where its client connects.
         endpoint: String,
     },
+    /// Something awaited did not come in time.
+    #[error("no {what} within {after:?}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long it was awaited.
+        after: std::time::Duration,
+    },
     /// No server was created with `serve`/`serve_net`.
     #[error("no server: call serve() or serve_net() first")]
     NoServer,

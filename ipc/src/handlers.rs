@@ -89,8 +89,22 @@ pub trait ServerExt {
         data: &T,
     ) -> Result<(), ServerError>;
 
-    /// `start`: listening (stream) or bound (UDP) on this endpoint.
-    fn on_start(&self, f: impl Fn(&Endpoint) + Send + Sync + 'static) -> HandlerId;
+    /// node-ipc's `emit({address, port}, type, data)` to a UDP peer named
+    /// by host and port, without waiting (as [`ServerExt::send`]). The host
+    /// is resolved with the system resolver, which blocks for a name that
+    /// is not an address literal; an address of the server's family is
+    /// used.
+    fn send_to_host<T: Serialize + ?Sized>(
+        &self,
+        host: &str,
+        port: u16,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError>;
+
+    /// `start` (the `serve`/`serveNet` callback): listening (stream) or
+    /// bound (UDP) on this endpoint.
+    fn on_start(&self, f: impl Fn(&Endpoint, &Server) + Send + Sync + 'static) -> HandlerId;
 
     /// `connect`: a stream connection was accepted.
     fn on_connect(&self, f: impl Fn(&Socket, &Server) + Send + Sync + 'static) -> HandlerId;
@@ -167,10 +181,38 @@ impl ServerExt for Server {
         }
     }
 
-    fn on_start(&self, f: impl Fn(&Endpoint) + Send + Sync + 'static) -> HandlerId {
+    fn send_to_host<T: Serialize + ?Sized>(
+        &self,
+        host: &str,
+        port: u16,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError> {
+        use std::net::ToSocketAddrs;
+        let want_v6 = matches!(
+            self.endpoint(),
+            Endpoint::Udp {
+                family: ipc_transport::UdpFamily::V6,
+                ..
+            }
+        );
+        let unresolved = |why: String| ServerError::NotConnected {
+            peer: format!("{host}:{port} ({why})"),
+        };
+        let host = host.trim_matches(['[', ']']);
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| unresolved(e.to_string()))?
+            .find(|a| a.is_ipv6() == want_v6)
+            .ok_or_else(|| unresolved("no address of the server's family".into()))?;
+        self.send(&Peer::Udp(addr), event, data)
+    }
+
+    fn on_start(&self, f: impl Fn(&Endpoint, &Server) + Send + Sync + 'static) -> HandlerId {
+        let me = self.downgrade();
         self.on("start", move |ev| {
-            if let ServerEvent::Start(endpoint) = ev {
-                f(endpoint)
+            if let (ServerEvent::Start(endpoint), Some(server)) = (ev, me.upgrade()) {
+                f(endpoint, &server)
             }
         })
     }

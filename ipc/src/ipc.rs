@@ -144,7 +144,7 @@ impl ServeNet {
 }
 
 struct Inner {
-    config: RwLock<Config>,
+    config: Arc<RwLock<Config>>,
     of: Mutex<HashMap<String, Client>>,
     server: Mutex<Option<Server>>,
 }
@@ -208,7 +208,7 @@ impl Ipc {
     pub fn with_config(config: Config) -> Ipc {
         Ipc {
             inner: Arc::new(Inner {
-                config: RwLock::new(config),
+                config: Arc::new(RwLock::new(config)),
                 of: Mutex::new(HashMap::new()),
                 server: Mutex::new(None),
             }),
@@ -488,7 +488,58 @@ impl Ipc {
     /// nothing when `config.silent`. For node-ipc's `ipc.log(a, b, c)`
     /// use [`log!`](crate::log!).
     pub fn log(&self, line: impl fmt::Display) {
-        let config = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
+        self.logger().log(line)
+    }
+
+    /// node-ipc's `ipc.log(...args)` (what [`log!`](crate::log!) calls); see
+    /// [`IpcLog::log_parts`].
+    pub fn log_parts(&self, parts: &[crate::LogPart]) {
+        self.logger().log_parts(parts)
+    }
+
+    /// `ipc.log(label, object)`: [`Ipc::log_parts`] with two parts.
+    pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
+        self.logger().log_value(label, value)
+    }
+
+    /// This instance's `log`, on its own: it follows the instance's
+    /// configuration but holds nothing else, so a handler may keep it
+    /// without keeping the instance (its servers and clients) alive.
+    ///
+    /// ```
+    /// # fn demo(server: &ipc::Server) {
+    /// use ipc::prelude::*;
+    /// let ipc = Ipc::new();
+    /// let log = ipc.logger();
+    /// server.handle("message", move |data: String, _, _| {
+    ///     ipc::log!(log, "got a message :", data);
+    /// });
+    /// # }
+    /// ```
+    pub fn logger(&self) -> IpcLog {
+        IpcLog {
+            config: self.inner.config.clone(),
+        }
+    }
+}
+
+/// An instance's `ipc.log` ([`Ipc::logger`]).
+#[derive(Clone)]
+pub struct IpcLog {
+    config: Arc<RwLock<Config>>,
+}
+
+impl fmt::Debug for IpcLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpcLog").finish_non_exhaustive()
+    }
+}
+
+impl IpcLog {
+    /// One line through `config.logger` (default: standard output),
+    /// nothing when `config.silent`.
+    pub fn log(&self, line: impl fmt::Display) {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
         if config.silent {
             return;
         }
@@ -499,13 +550,13 @@ impl Ipc {
         }
     }
 
-    /// node-ipc's `ipc.log(...args)` (what [`log!`](crate::log!) calls):
-    /// strings and numbers as they are, objects as node's `util.inspect`
-    /// shows them, to `logDepth` levels and coloured when `logInColor` and
-    /// standard output is a terminal; joined by spaces.
+    /// node-ipc's `ipc.log(...args)`: strings and numbers as they are,
+    /// objects as node's `util.inspect` shows them, to `logDepth` levels and
+    /// coloured when `logInColor` and standard output is a terminal; joined
+    /// by spaces.
     pub fn log_parts(&self, parts: &[crate::LogPart]) {
         let (silent, depth, color) = {
-            let c = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
+            let c = self.config.read().unwrap_or_else(|p| p.into_inner());
             (c.silent, c.log_depth, crate::log::use_color(c.log_in_color))
         };
         if !silent {
@@ -513,7 +564,7 @@ impl Ipc {
         }
     }
 
-    /// `ipc.log(label, object)`: [`Ipc::log_parts`] with two parts.
+    /// `log(label, object)`: [`IpcLog::log_parts`] with two parts.
     pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
         self.log_parts(&[crate::LogPart::new(label), crate::LogPart::new(value)]);
     }

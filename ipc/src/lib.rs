@@ -143,7 +143,7 @@ pub use crate::error::IpcError;
 pub use crate::handlers::{ClientExt, HandlerResult, ServerExt};
 #[cfg(feature = "logging")]
 pub use crate::ipc::init_logging;
-pub use crate::ipc::{Ipc, JsArg, ServeNet};
+pub use crate::ipc::{Ipc, IpcLog, JsArg, ServeNet};
 pub use crate::log::LogPart;
 
 pub use ipc_client as client;

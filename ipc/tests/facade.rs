@@ -632,3 +632,60 @@ async fn raw_encoding_lookup_and_refused_keys() {
     hello.disconnect("world").await.unwrap();
     server.stop().await;
 }
+
+/// A graceful TLS disconnect ends with `close_notify`: the server reports
+/// nothing.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn tls_disconnect_sends_close_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki::generate(dir.path()).unwrap();
+    let world = Ipc::new();
+    world.configure(|c| {
+        c.silent = true;
+        c.tls = Some(ipc::TlsOptions {
+            public: Some(pki.server.cert.clone()),
+            private: Some(pki.server.key.clone()),
+            ..Default::default()
+        });
+    });
+    let server = world
+        .serve_net(ServeNet::tcp().host("127.0.0.1").port(0))
+        .unwrap();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    server.on("error", move |ev| {
+        if let Some(e) = ev.error() {
+            seen.lock().unwrap().push(e.to_string());
+        }
+    });
+    server.handle("message", |text: String, socket, server| {
+        server.send(socket, "message", &text)
+    });
+    let Endpoint::Tls { port, .. } = within(server.start()).await.unwrap() else {
+        panic!("not TLS")
+    };
+    for _ in 0..3 {
+        let hello = Ipc::new();
+        hello.configure(|c| {
+            c.silent = true;
+            c.tls = Some(ipc::TlsOptions {
+                trusted_connections: vec![pki.ca.clone()],
+                ..Default::default()
+            });
+        });
+        let client = hello
+            .connect_to_net("world", Some("localhost"), Some(port))
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        client.handle("message", move |text: String, _| {
+            let _ = tx.send(text);
+        });
+        client.emit("message", "hello").await.unwrap();
+        assert_eq!(within(rx.recv()).await.unwrap(), "hello");
+        hello.disconnect("world").await.unwrap();
+    }
+    server.stop().await;
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -566,7 +566,20 @@ impl Client {
         let outbox = self.inner.link.outbox();
         outbox.close();
         if self.is_connected() {
-            let _ = tokio::time::timeout(self.inner.config.close_timeout, outbox.flushed()).await;
+            let limit = self.inner.config.close_timeout;
+            let _ = tokio::time::timeout(limit, outbox.flushed()).await;
+            // The writer shuts the connection down once the queue is empty
+            // (TLS: `close_notify`); the server then closes its side. Wait
+            // for that end, briefly, rather than cutting the shutdown off.
+            let mut state = self.inner.state.subscribe();
+            let _ = tokio::time::timeout(limit.min(Duration::from_secs(2)), async {
+                while *state.borrow_and_update() == ClientState::Connected {
+                    if state.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         self.finish().await
     }

@@ -3,6 +3,9 @@
 //! JS originals (`interop/js/readme/`): world ↔ hello over a Unix socket,
 //! UDP world ↔ UDP hello over udp4.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// udp_hello includes udp_world for its message type, exactly as it is built
+// on its own.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../../ipc/examples/hello.rs"]
 #[allow(dead_code)]

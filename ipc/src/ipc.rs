@@ -157,18 +157,16 @@ struct Inner {
 /// Methods that create clients or servers must run inside a tokio runtime.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use ipc::{Ipc, ServerExt};
+/// # async fn demo() -> Result<(), ipc::IpcError> {
+/// use ipc::prelude::*;
 /// let ipc = Ipc::new();
 /// ipc.configure(|c| {
 ///     c.id = "world".into();
 ///     c.retry = std::time::Duration::from_millis(1500);
 /// });
 /// let server = ipc.serve(None)?;
-/// server.on_typed("message", |text: String, peer| {
-///     if let Some(socket) = peer.socket() {
-///         let _ = socket.try_emit("message", &format!("{text} world!"));
-///     }
+/// server.handle("message", |text: String, socket, server| {
+///     server.send(socket, "message", &format!("{text} world!"))
 /// });
 /// server.start().await?;
 /// # Ok(()) }
@@ -243,6 +241,22 @@ impl Ipc {
     /// `path`, or at `socketRoot + appspace + id`; it replaces
     /// [`Ipc::server`] (a previous server keeps running until stopped).
     /// Register handlers, then call [`Server::start`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ipc = Ipc::new();
+    /// ipc.configure(|c| c.id = "world".into());
+    /// # ipc.configure(|c| c.socket_root = format!("{}/", dir.path().display()).into());
+    /// let server = ipc.serve(None)?;
+    /// server.on_start(|endpoint, _| println!("serving on {endpoint}"));
+    /// let endpoint = server.start().await?;
+    /// assert!(endpoint.to_string().ends_with("app.world"));
+    /// server.stop().await;
+    /// # Ok(()) }
+    /// ```
     pub fn serve(&self, path: Option<&Path>) -> Result<Server, IpcError> {
         let config = self.config();
         config.validate()?;
@@ -324,8 +338,25 @@ impl Ipc {
 
     /// `ipc.connectTo(id, path?)`: a local client stored at `of(id)`,
     /// connecting to `path` or to `socketRoot + appspace + id`, started at
-    /// once. An id whose client is still alive returns that client
-    /// unchanged (node-ipc's rule, even if the path differs).
+    /// once. It is in `of(id)` before it starts, so the callback of
+    /// [`Ipc::connect_to_with`] and every handler find it there. An id whose
+    /// client is still alive returns that client (node-ipc's rule, logged
+    /// as node-ipc does); if that client connects elsewhere, the call fails
+    /// with [`IpcError::IdInUse`]: two clients need two ids.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ipc = Ipc::new();
+    /// # ipc.configure(|c| c.socket_root = format!("{}/", dir.path().display()).into());
+    /// ipc.configure(|c| c.max_retries = MaxRetries::Limited(1));
+    /// let world = ipc.connect_to("world", None)?; // nobody serves `world`
+    /// let e = world.connected().await.unwrap_err();
+    /// assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound)); // ENOENT
+    /// # Ok(()) }
+    /// ```
     pub fn connect_to(&self, id: &str, path: Option<&Path>) -> Result<Client, IpcError> {
         self.connect_to_with(id, path, |_| {})
     }
@@ -335,6 +366,22 @@ impl Ipc {
     /// first `connect`. When `id` already has a live client, `setup` runs
     /// with that client (node-ipc calls the callback then too), so avoid
     /// registering the same handlers twice.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// let ipc = Ipc::new();
+    /// let log = ipc.logger();
+    /// ipc.connect_to_with("world", None, |world| {
+    ///     world.on_connect(|world| {
+    ///         let _ = world.try_emit("message", "hello");
+    ///     });
+    ///     world.handle("message", move |data: String, _| {
+    ///         ipc::log!(log, "got a message from world :", data);
+    ///     });
+    /// })?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_to_with(
         &self,
         id: &str,

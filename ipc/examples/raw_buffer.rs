@@ -19,12 +19,12 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.encoding = ipc::RawEncoding::Utf8;
     });
     let server = world.serve(Some(&path))?;
-    server.on_data(|bytes, socket, _| {
+    server.on_data(|bytes, socket, server| {
         println!("world: got {} raw bytes: {:?}", bytes.len(), bytes);
-        if let Some(socket) = socket.socket() {
-            let mut reply = bytes.to_vec();
-            reply.extend_from_slice(b" world!");
-            let _ = socket.try_send_frame(reply.into());
+        // node-ipc: ipc.server.emit(socket, data + ' world!') with utf8.
+        let text = String::from_utf8_lossy(bytes);
+        if let Err(e) = server.send_str(socket, &format!("{text} world!")) {
+            println!("world: cannot answer: {e}");
         }
     });
     server.start().await?;

@@ -89,6 +89,15 @@ pub trait ServerExt {
         data: &T,
     ) -> Result<(), ServerError>;
 
+    /// Raw mode: node-ipc's `server.emit(socket, buffer)`, without waiting,
+    /// to a stream socket or a UDP peer: the bytes as they are.
+    fn send_raw(&self, to: &Peer, bytes: &[u8]) -> Result<(), ServerError>;
+
+    /// Raw mode: node-ipc's `server.emit(socket, string)`: the text turned
+    /// into bytes with `encoding` ([`Server::raw_encoding`]), then
+    /// [`ServerExt::send_raw`].
+    fn send_str(&self, to: &Peer, text: &str) -> Result<(), ServerError>;
+
     /// node-ipc's `emit({address, port}, type, data)` to a UDP peer named
     /// by host and port, without waiting (as [`ServerExt::send`]). The host
     /// is resolved with the system resolver, which blocks for a name that
@@ -179,6 +188,20 @@ impl ServerExt for Server {
             #[cfg(not(feature = "udp"))]
             Peer::Udp(_) => Err(ServerError::NoTarget),
         }
+    }
+
+    fn send_raw(&self, to: &Peer, bytes: &[u8]) -> Result<(), ServerError> {
+        match to {
+            Peer::Socket(s) => s.try_send_frame(Bytes::copy_from_slice(bytes)),
+            #[cfg(feature = "udp")]
+            Peer::Udp(addr) => self.try_emit_raw_to(*addr, bytes),
+            #[cfg(not(feature = "udp"))]
+            Peer::Udp(_) => Err(ServerError::NoTarget),
+        }
+    }
+
+    fn send_str(&self, to: &Peer, text: &str) -> Result<(), ServerError> {
+        self.send_raw(to, &self.raw_encoding().encode_str(text))
     }
 
     fn send_to_host<T: Serialize + ?Sized>(

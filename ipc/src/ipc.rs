@@ -309,6 +309,7 @@ impl Ipc {
         let mut sc = config.server_config();
         sc.listen.socket_root = None;
         let server = Server::from_listener(listener, sc)?;
+        server.set_raw_encoding(config.encoding);
         *lock(&self.inner.server) = Some(server.clone());
         Ok(server)
     }
@@ -327,6 +328,7 @@ impl Ipc {
             )?);
         }
         let server = Server::new(endpoint, sc)?;
+        server.set_raw_encoding(config.encoding);
         *lock(&self.inner.server) = Some(server.clone());
         Ok(server)
     }

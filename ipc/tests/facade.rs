@@ -596,6 +596,7 @@ async fn raw_encoding_lookup_and_refused_keys() {
     let world = Ipc::new();
     world.configure(|c| {
         c.raw_buffer = true;
+        c.encoding = ipc::RawEncoding::Base64;
         c.silent = true;
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -605,8 +606,14 @@ async fn raw_encoding_lookup_and_refused_keys() {
         ipc::transport::Listener::from_std_tcp(listener).expect("a listener from a std socket");
     let server = world.serve_listener(listener).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    server.on_data(move |bytes, _, _| {
+    let answered = std::sync::atomic::AtomicBool::new(false);
+    server.on_data(move |bytes, socket, server| {
         let _ = tx.send(bytes.to_vec());
+        // The server's text is encoded with its own `encoding` (once: a
+        // stream may deliver the five bytes in more than one chunk).
+        if !answered.swap(true, Ordering::SeqCst) {
+            server.send_str(socket, "b2s=").unwrap();
+        }
     });
     within(server.start()).await.unwrap();
 
@@ -623,12 +630,21 @@ async fn raw_encoding_lookup_and_refused_keys() {
     let client = hello
         .connect_to_net("world", Some("world.example"), Some(port))
         .unwrap();
+    let (back_tx, mut back) = tokio::sync::mpsc::unbounded_channel();
+    client.on_data(move |bytes, _| {
+        let _ = back_tx.send(bytes.to_vec());
+    });
     client.emit_str("68656c6c6f").await.unwrap();
     let mut got = Vec::new();
     while got.len() < 5 {
         got.extend(within(rx.recv()).await.unwrap());
     }
     assert_eq!(got, b"hello");
+    let mut answer = Vec::new();
+    while answer.len() < 2 {
+        answer.extend(within(back.recv()).await.unwrap());
+    }
+    assert_eq!(answer, b"ok");
     hello.disconnect("world").await.unwrap();
     server.stop().await;
 }

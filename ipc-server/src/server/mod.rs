@@ -51,6 +51,8 @@ struct Inner {
     /// courtesy the peer may not stay to read, so never reported as an
     /// undelivered message.
     notices: Mutex<HashMap<u64, usize>>,
+    /// How text becomes bytes in raw mode (node-ipc's `encoding`).
+    raw_encoding: Mutex<ipc_proto::RawEncoding>,
     /// Where broadcast and publish frames are encoded.
     scratch: Mutex<Scratch>,
 }
@@ -175,6 +177,7 @@ impl Server {
                 hello_check: Mutex::new(None),
                 scratch: Mutex::new(Scratch::default()),
                 notices: Mutex::new(HashMap::new()),
+                raw_encoding: Mutex::new(ipc_proto::RawEncoding::Utf8),
                 config,
             }),
         })
@@ -197,6 +200,18 @@ impl Server {
         WeakServer {
             inner: Arc::downgrade(&self.inner),
         }
+    }
+
+    /// Sets how raw-mode text becomes bytes (node-ipc's `encoding`:
+    /// `Buffer.from(text, encoding)`); the `ipc` facade sets it from its
+    /// configuration.
+    pub fn set_raw_encoding(&self, encoding: ipc_proto::RawEncoding) {
+        *lock(&self.inner.raw_encoding) = encoding;
+    }
+
+    /// The raw-mode text encoding ([`Server::set_raw_encoding`]).
+    pub fn raw_encoding(&self) -> ipc_proto::RawEncoding {
+        *lock(&self.inner.raw_encoding)
     }
 
     /// The configured endpoint.

@@ -114,6 +114,28 @@ impl Server {
         data: &T,
     ) -> Result<(), ServerError> {
         let frame = self.encode(event, data, &target.to_string())?;
+        self.try_send_datagram(target, frame)
+    }
+
+    /// UDP, raw profile: [`Server::emit_raw_to`] without waiting (see
+    /// [`Server::try_emit_to`]).
+    pub fn try_emit_raw_to(&self, target: SocketAddr, bytes: &[u8]) -> Result<(), ServerError> {
+        let mut dst = bytes::BytesMut::new();
+        self.inner
+            .encoder
+            .encode_raw(bytes, &mut dst)
+            .map_err(|source| ServerError::Encode {
+                peer: target.to_string(),
+                source,
+            })?;
+        self.try_send_datagram(target, dst.freeze())
+    }
+
+    fn try_send_datagram(
+        &self,
+        target: SocketAddr,
+        frame: bytes::Bytes,
+    ) -> Result<(), ServerError> {
         let sock = lock(&self.inner.udp.sock)
             .clone()
             .ok_or(ServerError::NotRunning {

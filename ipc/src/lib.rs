@@ -85,7 +85,7 @@
 //! | `ipc.server.once` / `off` | [`Server::once`] / [`Server::off`], [`Server::off_event`] | `off` takes the [`HandlerId`] `on` returned |
 //! | `ipc.server.emit(socket, type, data)` | [`ServerExt::send`] (now), [`Socket::emit`] (waits for room), [`Server::emit`] | `send` fails with `ERR_IPC_BACKPRESSURE` instead of buffering without bound |
 //! | `ipc.server.emit({address, port}, type, data)` (UDP) | [`ServerExt::send`] with [`Peer::Udp`], [`ServerExt::send_to_host`]; `Server::emit_to` (async) | |
-//! | `ipc.server.emit(socket, buffer)` (raw) | [`Socket::emit_raw`], [`Socket::try_send_frame`] | strings are not encoded with `encoding` on the server side: use [`RawEncoding::encode_str`] |
+//! | `ipc.server.emit(socket, string \| buffer)` (raw) | [`ServerExt::send_str`] (applies `encoding`), [`ServerExt::send_raw`] (now); [`Socket::emit_raw`] (waits for room) | |
 //! | `ipc.server.broadcast(type, data)` | [`Server::broadcast`] | a peer too slow to take it is disconnected |
 //! | `ipc.server.sockets` | [`Server::sockets`], [`Server::connections`]; UDP: `Server::udp_peers` | |
 //! | `ipc.server.define.listen[type] = text` (v0 docs) | not carried over | it only held documentation strings |
@@ -104,7 +104,7 @@
 //! | `networkHost` | `network_host` | `"127.0.0.1"` | v14's default, not the README's `localhost` |
 //! | `networkPort` | `network_port` | `8000` | |
 //! | `readableAll` / `writableAll` | `readable_all` / `writable_all` | `false` | |
-//! | `encoding` | `encoding` ([`RawEncoding`]) | `utf8` | applied by [`Client::emit_str`]; `ucs2` is `utf16le` |
+//! | `encoding` | `encoding` ([`RawEncoding`]) | `utf8` | applied by [`Client::emit_str`] and [`ServerExt::send_str`]; `ucs2` is `utf16le` |
 //! | `rawBuffer` | `raw_buffer` | `false` | |
 //! | `delimiter` | `delimiter` | `"\f"` | |
 //! | `sync` | `sync` | `false` | `sync_timeout` can release a message that is never answered |

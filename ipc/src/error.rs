@@ -80,3 +80,30 @@ impl fmt::Debug for IpcError {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_the_message_and_its_causes() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let last = ClientError::Io {
+            endpoint: "tcp://127.0.0.1:9".into(),
+            source: refused,
+        };
+        let e = IpcError::from(ClientError::NotConnected {
+            endpoint: "tcp://127.0.0.1:9".into(),
+            after: None,
+            last: Some(std::sync::Arc::new(last)),
+        });
+        let shown = format!("{e:?}");
+        assert!(
+            shown.starts_with("not connected to tcp://127.0.0.1:9"),
+            "{shown}"
+        );
+        assert!(shown.contains("connection refused"), "{shown}");
+        // Not a derived Debug dump.
+        assert!(!shown.contains("NotConnected {"), "{shown}");
+    }
+}

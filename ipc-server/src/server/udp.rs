@@ -153,7 +153,13 @@ impl Server {
         });
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if send.as_mut().poll(&mut cx).is_pending() {
-            tokio::spawn(send);
+            // Finished on the runtime the server runs on; outside any
+            // runtime (a thread of the caller's own) it cannot be.
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| ServerError::NotRunning {
+                    endpoint: format!("{} (no tokio runtime on this thread)", self.inner.name),
+                })?;
+            runtime.spawn(send);
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ mod cluster;
 #[path = "../examples/hello.rs"]
 #[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
 mod hello;
+#[path = "../examples/instances.rs"]
+mod instances;
 #[path = "../examples/isdk.rs"]
 #[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
 mod isdk;
@@ -161,6 +163,11 @@ fn example_sync_mode() {
 }
 
 #[test]
+fn example_instances() {
+    instances::main().unwrap();
+}
+
+#[test]
 fn example_cluster() {
     run("cluster", cluster::main);
 }
@@ -177,6 +184,7 @@ fn every_example_is_covered() {
         "broadcast",
         "cluster",
         "hello",
+        "instances",
         "isdk",
         "raw_buffer",
         "sync_mode",

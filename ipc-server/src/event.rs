@@ -51,6 +51,10 @@ pub enum ServerEvent {
     },
     /// A connection is closed (after `socket.disconnected`).
     Close(Socket),
+    /// The server stopped (`stop`, `close`, `abort`): every connection has
+    /// ended and nothing is accepted any more (isdk's server `close`; the
+    /// per-connection `close` above is node-ipc's). Fired once per stop.
+    Closed,
     /// A client introduced itself with `ipcx.hello` (isdk's
     /// `connect(connection, payload)`); the server has answered with
     /// `ipcx.welcome`.
@@ -75,6 +79,7 @@ impl ServerEvent {
             ServerEvent::SocketDisconnected { .. } => "socket.disconnected",
             ServerEvent::Close(_) => "close",
             ServerEvent::Hello { .. } => "hello",
+            ServerEvent::Closed => "closed",
         }
     }
 
@@ -105,7 +110,7 @@ impl ServerEvent {
             | ServerEvent::Close(s)
             | ServerEvent::SocketDisconnected { socket: s, .. }
             | ServerEvent::Hello { socket: s, .. } => Some(Peer::Socket(s.clone())),
-            ServerEvent::Start(_) => None,
+            ServerEvent::Start(_) | ServerEvent::Closed => None,
         }
     }
 

@@ -46,7 +46,7 @@ mod socket;
 pub use authorize::Authorizer;
 pub use error::ServerError;
 pub use event::ServerEvent;
-pub use server::{Server, ServerConfig, ServerState};
+pub use server::{Server, ServerConfig, ServerState, WeakServer};
 pub use socket::{Peer, Socket};
 
 pub use ipc_conn::{

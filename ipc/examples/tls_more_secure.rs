@@ -25,7 +25,6 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         trusted_connections: vec![pki.ca.clone()],
         request_cert: Some(true),
         reject_unauthorized: Some(false),
-        dhparam: Some("ignored: rustls has no finite-field DHE".into()),
         ..TlsOptions::default()
     };
     eprintln!("warning: rejectUnauthorized=false on both sides: nobody is authenticated");

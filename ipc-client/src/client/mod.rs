@@ -5,7 +5,7 @@ mod supervisor;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,6 +49,16 @@ struct Inner {
     refused_reconnect: AtomicBool,
     /// The id the server assigned in `ipcx.welcome` (kept across reconnects).
     session_id: Mutex<Option<String>>,
+    /// The last failure of a connection or connection attempt: what
+    /// [`Client::connected`] reports when no connection comes.
+    last_failure: Mutex<Option<Arc<ClientError>>>,
+    /// The timeout of requests and pings that do not name one.
+    request_timeout: Mutex<Duration>,
+    /// The reason of the server's last `ipcx.end`.
+    close_reason: Mutex<Option<String>>,
+    /// How [`Client::emit_str`] turns text into bytes (node-ipc's
+    /// `encoding`).
+    raw_encoding: Mutex<ipc_proto::RawEncoding>,
 }
 
 /// A node-ipc client: one logical connection to one endpoint, reconnecting
@@ -124,6 +134,10 @@ impl Client {
                 topics: Mutex::new(BTreeSet::new()),
                 refused_reconnect: AtomicBool::new(false),
                 session_id: Mutex::new(None),
+                last_failure: Mutex::new(None),
+                request_timeout: Mutex::new(ipc_conn::calls::DEFAULT_TIMEOUT),
+                close_reason: Mutex::new(None),
+                raw_encoding: Mutex::new(ipc_proto::RawEncoding::Utf8),
                 config,
             }),
         })
@@ -162,24 +176,85 @@ impl Client {
         self.state() == ClientState::Connected
     }
 
-    /// Waits until the client is connected (`Ok`) or destroyed (`Err`).
+    /// Waits until the client is connected. Fails when the retry policy
+    /// gives up (or the client is stopped) with
+    /// [`ClientError::NotConnected`], whose source is the last real cause
+    /// (`ENOENT`, `ECONNREFUSED`, a TLS rejection, a refused handshake…).
+    /// Under the default policy (retry forever) it waits until a
+    /// connection comes: use [`Client::connected_within`] to bound the wait.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ipc_client::{Client, ClientConfig, MaxRetries};
+    /// let mut config = ClientConfig::default();
+    /// config.retry.max_retries = MaxRetries::Limited(3);
+    /// let client = Client::connect("unix:/tmp/app.world".parse()?, config)?;
+    /// if let Err(e) = client.connected().await {
+    ///     eprintln!("{e}"); // names the endpoint and the last cause
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn connected(&self) -> Result<(), ClientError> {
+        self.wait_connected(None).await
+    }
+
+    /// [`Client::connected`], giving up after `limit` (then the error's
+    /// `after` is set; the client itself keeps following its retry
+    /// policy). `None` waits as long as the policy allows.
+    pub async fn connected_within(&self, limit: Option<Duration>) -> Result<(), ClientError> {
+        self.wait_connected(limit).await
+    }
+
+    async fn wait_connected(&self, limit: Option<Duration>) -> Result<(), ClientError> {
         let mut rx = self.inner.state.subscribe();
-        loop {
-            match *rx.borrow_and_update() {
-                ClientState::Connected => return Ok(()),
-                ClientState::Destroyed => {
-                    return Err(ClientError::Destroyed {
-                        endpoint: self.inner.name.clone(),
-                    })
+        let wait = async {
+            loop {
+                match *rx.borrow_and_update() {
+                    ClientState::Connected => return true,
+                    ClientState::Destroyed => return false,
+                    _ => {}
                 }
-                _ => {}
+                if rx.changed().await.is_err() {
+                    return false;
+                }
             }
-            if rx.changed().await.is_err() {
-                return Err(ClientError::Destroyed {
-                    endpoint: self.inner.name.clone(),
-                });
-            }
+        };
+        let outcome = match limit {
+            None => Some(wait.await),
+            Some(limit) => tokio::time::timeout(limit, wait).await.ok(),
+        };
+        match outcome {
+            Some(true) => Ok(()),
+            Some(false) => Err(self.not_connected(None)),
+            None => Err(self.not_connected(limit)),
+        }
+    }
+
+    fn not_connected(&self, after: Option<Duration>) -> ClientError {
+        ClientError::NotConnected {
+            endpoint: self.inner.name.clone(),
+            after,
+            last: lock(&self.inner.last_failure).clone(),
+        }
+    }
+
+    /// Why the server closed the connection, when it said so with
+    /// `ipcx.end` (e.g. `"Server was shut down"`): read it in a
+    /// `disconnect` handler. Cleared when a connection comes.
+    pub fn close_reason(&self) -> Option<String> {
+        lock(&self.inner.close_reason).clone()
+    }
+
+    /// The last failure of a connection or connection attempt, if any.
+    pub fn last_failure(&self) -> Option<Arc<ClientError>> {
+        lock(&self.inner.last_failure).clone()
+    }
+
+    /// A handle that does not keep the client alive: what a handler stored
+    /// inside the client itself should hold (no reference cycle).
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -263,6 +338,21 @@ impl Client {
         r.map_err(|e| self.link_error(e))
     }
 
+    /// Raw profile: node-ipc's `emit(string)` in `rawBuffer` mode — the
+    /// text turned into bytes with the raw encoding
+    /// ([`Client::set_raw_encoding`]; `utf8` by default, `hex`, `base64`,
+    /// … as node's `Buffer.from(text, encoding)`), then sent as they are.
+    pub async fn emit_str(&self, text: &str) -> Result<(), ClientError> {
+        let bytes = lock(&self.inner.raw_encoding).encode_str(text);
+        self.emit_raw(bytes).await
+    }
+
+    /// Sets the encoding [`Client::emit_str`] applies (node-ipc's
+    /// `encoding`; the `ipc` facade sets it from its configuration).
+    pub fn set_raw_encoding(&self, encoding: ipc_proto::RawEncoding) {
+        *lock(&self.inner.raw_encoding) = encoding;
+    }
+
     /// Queues an already encoded frame (delimiter included), e.g. one shared
     /// by several clients.
     pub async fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
@@ -318,6 +408,52 @@ impl Client {
         self.check_call()?;
         let r = self.inner.link.request(data, timeout).await;
         r.map_err(|e| self.link_error(e))
+    }
+
+    /// The timeout of [`Client::request_default`], [`Client::request_as`]
+    /// and [`Client::ping_default`] (zero = none; default 10 s, what the
+    /// `ipc` facade's `ext.requestTimeout` sets).
+    pub fn set_request_timeout(&self, timeout: Duration) {
+        *lock(&self.inner.request_timeout) = timeout;
+    }
+
+    /// The default request timeout ([`Client::set_request_timeout`]).
+    pub fn request_timeout(&self) -> Duration {
+        *lock(&self.inner.request_timeout)
+    }
+
+    /// isdk's `request(data)`: [`Client::request`] with the default
+    /// timeout.
+    pub async fn request_default<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+    ) -> Result<Response, ClientError> {
+        self.request(data, self.request_timeout()).await
+    }
+
+    /// A request with the default timeout whose answer is deserialized into
+    /// `R` (an answer without data reads as JSON `null`, so `R` may be
+    /// `()` or an `Option`). An answer that does not fit `R` is
+    /// [`ClientError::Answer`].
+    pub async fn request_as<R, T>(&self, data: &T) -> Result<R, ClientError>
+    where
+        R: serde::de::DeserializeOwned,
+        T: Serialize + ?Sized,
+    {
+        let r = self.request_default(data).await?;
+        let decoded = match r.raw() {
+            Some(raw) => serde_json::from_str(raw),
+            None => serde_json::from_value(serde_json::Value::Null),
+        };
+        decoded.map_err(|source| ClientError::Answer {
+            endpoint: self.inner.name.clone(),
+            source,
+        })
+    }
+
+    /// isdk's `ping()`: [`Client::ping`] with the default timeout.
+    pub async fn ping_default(&self) -> Result<Duration, ClientError> {
+        self.ping(self.request_timeout()).await
     }
 
     /// Measures the round trip to the server (`ipcx.ping` → `ipcx.pong`).
@@ -433,7 +569,20 @@ impl Client {
         let outbox = self.inner.link.outbox();
         outbox.close();
         if self.is_connected() {
-            let _ = tokio::time::timeout(self.inner.config.close_timeout, outbox.flushed()).await;
+            let limit = self.inner.config.close_timeout;
+            let _ = tokio::time::timeout(limit, outbox.flushed()).await;
+            // The writer shuts the connection down once the queue is empty
+            // (TLS: `close_notify`); the server then closes its side. Wait
+            // for that end, briefly, rather than cutting the shutdown off.
+            let mut state = self.inner.state.subscribe();
+            let _ = tokio::time::timeout(limit.min(Duration::from_secs(2)), async {
+                while *state.borrow_and_update() == ClientState::Connected {
+                    if state.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         self.finish().await
     }
@@ -446,6 +595,25 @@ impl Client {
         self.inner.events.handlers().clear();
         self.inner.closing.store(true, Ordering::SeqCst);
         self.finish().await
+    }
+
+    /// isdk's `destroy(reason)`: tells the server why with `ipcx.end`
+    /// (only if it can be written at once, and only when connected), then
+    /// [`Client::destroy`].
+    pub async fn destroy_with_reason(&self, reason: &str) -> Result<(), ClientError> {
+        if self.is_connected() && self.inner.config.extension {
+            let end = End::new(reason, false);
+            let queued = self.inner.link.try_emit(names::END, Some(&end));
+            if let Err(e) = queued {
+                tracing::debug!(endpoint = %self.inner.name, "cannot send ipcx.end: {e}");
+            } else {
+                // Give the writer a moment to put the notice on the wire.
+                let outbox = self.inner.link.outbox();
+                outbox.close();
+                let _ = tokio::time::timeout(Duration::from_millis(200), outbox.flushed()).await;
+            }
+        }
+        self.destroy().await
     }
 
     async fn finish(&self) -> Result<(), ClientError> {
@@ -469,6 +637,19 @@ impl Client {
     }
 }
 
+/// A [`Client`] handle that does not keep it alive ([`Client::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakClient {
+    inner: Weak<Inner>,
+}
+
+impl WeakClient {
+    /// The client, if it still exists.
+    pub fn upgrade(&self) -> Option<Client> {
+        self.inner.upgrade().map(|inner| Client { inner })
+    }
+}
+
 impl Inner {
     fn retry_config(&self) -> RetryConfig {
         *lock(&self.retry)
@@ -479,7 +660,17 @@ impl Inner {
     }
 
     fn set_state(&self, s: ClientState) {
+        if s == ClientState::Connected {
+            *lock(&self.close_reason) = None;
+        }
         self.state.send_replace(s);
+    }
+
+    /// The server announced a close (`ipcx.end`).
+    fn note_end(&self, end: Option<&End>) {
+        if let Some(e) = end {
+            *lock(&self.close_reason) = Some(e.reason_text());
+        }
     }
 
     /// Delivers one of the client's own events to the handlers, then to
@@ -493,6 +684,10 @@ impl Inner {
     }
 
     async fn error(&self, e: ClientError) {
-        self.deliver(ClientEvent::Error(Arc::new(e))).await;
+        let e = Arc::new(e);
+        if e.is_connection_failure() {
+            *lock(&self.last_failure) = Some(e.clone());
+        }
+        self.deliver(ClientEvent::Error(e)).await;
     }
 }

@@ -284,6 +284,7 @@ impl Role for ClientRole<'_> {
             names::END => {
                 let end = ext::decode::<End>(m).ok();
                 tracing::debug!(endpoint = %self.inner.name, ?end, "server announced a close");
+                self.inner.note_end(end.as_ref());
                 if end.is_some_and(|e| !e.reconnect) {
                     self.inner.refused_reconnect.store(true, Ordering::SeqCst);
                 }

@@ -77,6 +77,9 @@ impl Inner {
             }
             names::END => {
                 tracing::debug!(peer = %socket.label(), "peer announced a close");
+                if let Ok(end) = ext::decode::<ext::End>(m) {
+                    socket.set_close_reason(end.reason_text());
+                }
             }
             other => {
                 tracing::debug!(peer = %socket.label(), event = other, "unexpected extension message ignored")

@@ -474,6 +474,19 @@ impl Codec {
         nonce: Option<&str>,
         dst: &mut Vec<u8>,
     ) -> Result<(), ProtocolError> {
+        self.encode_json_text(kind, data.map(|d| d.get().as_bytes()), nonce, dst)
+    }
+
+    /// [`Codec::encode`] with `data` as JSON text that is known to be valid
+    /// (e.g. the `data` of a decoded node-ipc frame). In JSON mode it is
+    /// copied unchecked; in MessagePack mode invalid text is refused.
+    pub fn encode_json_text(
+        &self,
+        kind: Kind,
+        data: Option<&[u8]>,
+        nonce: Option<&str>,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
         let body = match self.format {
             BodyFormat::Json => json_body(kind, data, nonce)?,
             BodyFormat::Msgpack => msgpack_body(kind, data, nonce)?,
@@ -568,15 +581,15 @@ fn parse_json_body(body: &[u8]) -> Result<Packet, ProtocolError> {
 
 fn json_body(
     kind: Kind,
-    data: Option<&RawValue>,
+    data: Option<&[u8]>,
     nonce: Option<&str>,
 ) -> Result<Vec<u8>, ProtocolError> {
-    let mut out = Vec::with_capacity(16 + data.map_or(0, |d| d.get().len()));
+    let mut out = Vec::with_capacity(16 + data.map_or(0, <[u8]>::len));
     out.extend_from_slice(b"{\"t\":");
     out.push(b'0' + kind.number());
     if let Some(d) = data {
         out.extend_from_slice(b",\"d\":");
-        out.extend_from_slice(d.get().as_bytes());
+        out.extend_from_slice(d);
     }
     if let Some(n) = nonce {
         out.extend_from_slice(b",\"n\":");
@@ -589,17 +602,17 @@ fn json_body(
 
 fn msgpack_body(
     kind: Kind,
-    data: Option<&RawValue>,
+    data: Option<&[u8]>,
     nonce: Option<&str>,
 ) -> Result<Vec<u8>, ProtocolError> {
-    let mut out = Vec::with_capacity(16 + data.map_or(0, |d| d.get().len()));
+    let mut out = Vec::with_capacity(16 + data.map_or(0, <[u8]>::len));
     let entries = 1 + u8::from(data.is_some()) + u8::from(nonce.is_some());
     out.extend_from_slice(&[0xde, 0, entries]);
     mp_str(&mut out, "t");
     out.push(kind.number());
     if let Some(d) = data {
         mp_str(&mut out, "d");
-        json_to_msgpack(d.get(), &mut out)?;
+        json_to_msgpack(d, &mut out)?;
     }
     if let Some(n) = nonce {
         mp_str(&mut out, "n");
@@ -780,8 +793,8 @@ impl<'de> serde::de::Visitor<'de> for MpVisitor {
 }
 
 /// Transcodes JSON text to MessagePack (object keys keep their order).
-pub fn json_to_msgpack(json: &str, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
-    let Mp(bytes) = serde_json::from_str(json)
+pub fn json_to_msgpack(json: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    let Mp(bytes) = serde_json::from_slice(json)
         .map_err(|e| ProtocolError::invalid_json(format!("data is not JSON: {e}")))?;
     out.extend_from_slice(&bytes);
     Ok(())
@@ -1261,14 +1274,14 @@ mod tests {
     fn msgpack_numbers_like_javascript() {
         // msgpackr 1.11.5: pack([0,-33,4294967296,1e21,-0.5])
         let mut out = Vec::new();
-        json_to_msgpack("[0,-33,4294967296,1e21,-0.5]", &mut out).unwrap();
+        json_to_msgpack(b"[0,-33,4294967296,1e21,-0.5]", &mut out).unwrap();
         assert_eq!(
             hex(&out),
             "9500d0dfcb41f0000000000000cb444b1ae4d6e2ef50cbbfe0000000000000"
         );
         let mut out = Vec::new();
         json_to_msgpack(
-            "[0,-33,4294967296,1e21,-0.5,18446744073709551615]",
+            b"[0,-33,4294967296,1e21,-0.5,18446744073709551615]",
             &mut out,
         )
         .unwrap();

@@ -80,31 +80,13 @@ pub(super) async fn connection(
     inner.deliver(ServerEvent::Connect(socket.clone())).await;
 
     let (rd, wr) = stream.into_split();
-    // After a graceful close the write half is shut down and the reader
-    // goes on until the peer closes too, so nothing the peer sent before it
-    // saw our end is lost. A failed writer ends the connection.
-    let writer = spawn_writer(socket.link(), wr, cancel.clone(), None);
-    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
-    let mut role = ServerRole {
-        inner: &inner,
-        from: Peer::Socket(socket.clone()),
-        // Required handshake: nothing but `ipcx.hello` before the deadline.
-        greeting: (inner.config.handshake == HandshakeMode::Required)
-            .then(|| Instant::now() + inner.config.handshake_timeout),
-        refused: false,
-        failure: None,
-        socket: socket.clone(),
-    };
-    let mut failure = drive(&mut role, &mut reader).await.or(role.failure.take());
-    if failure.is_some() {
-        cancel.cancel();
-    }
-    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
-        Ok(exit) => exit,
-        Err(_) => {
-            // The peer does not read what is left: give up on it.
-            cancel.cancel();
-            Ok(WriterExit::Cancelled)
+    // node-ipc and net-ipc clients share the endpoint: the first bytes tell.
+    let (mut failure, exit) = match super::netipc::sniff(&inner, rd, &cancel).await {
+        super::netipc::Sniffed::NodeIpc(rd) => {
+            serve(&inner, &socket, &cancel, decoder, rd, wr).await
+        }
+        super::netipc::Sniffed::NetIpc(buf, rd) => {
+            super::netipc::serve(&inner, &socket, &cancel, decoder, buf, rd, wr).await
         }
     };
     if failure.is_none() {
@@ -143,6 +125,54 @@ pub(super) async fn connection(
         })
         .await;
     inner.deliver(ServerEvent::Close(socket)).await;
+}
+
+/// Reads and writes one connection's node-ipc frames until it ends: the
+/// writer, the frame reader and the driver. Returns the failure that ended
+/// it (if any) and how the writer ended.
+pub(super) async fn serve<R, W>(
+    inner: &Arc<Inner>,
+    socket: &Socket,
+    cancel: &CancellationToken,
+    decoder: FrameDecoder,
+    rd: R,
+    wr: W,
+) -> (
+    Option<ServerError>,
+    Result<WriterExit, tokio::task::JoinError>,
+)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // After a graceful close the write half is shut down and the reader
+    // goes on until the peer closes too, so nothing the peer sent before it
+    // saw our end is lost. A failed writer ends the connection.
+    let writer = spawn_writer(socket.link(), wr, cancel.clone(), None);
+    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
+    let mut role = ServerRole {
+        inner,
+        from: Peer::Socket(socket.clone()),
+        // Required handshake: nothing but `ipcx.hello` before the deadline.
+        greeting: (inner.config.handshake == HandshakeMode::Required)
+            .then(|| Instant::now() + inner.config.handshake_timeout),
+        refused: false,
+        failure: None,
+        socket: socket.clone(),
+    };
+    let failure = drive(&mut role, &mut reader).await.or(role.failure.take());
+    if failure.is_some() {
+        cancel.cancel();
+    }
+    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
+        Ok(exit) => exit,
+        Err(_) => {
+            // The peer does not read what is left: give up on it.
+            cancel.cancel();
+            Ok(WriterExit::Cancelled)
+        }
+    };
+    (failure, exit)
 }
 
 /// The server's side of the connection driver, for one socket.

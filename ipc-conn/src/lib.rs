@@ -34,6 +34,7 @@ mod dispatch;
 pub mod driver;
 pub mod handlers;
 mod link;
+pub mod netipc;
 pub mod outbox;
 pub mod reader;
 

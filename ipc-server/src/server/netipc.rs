@@ -22,14 +22,15 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use ipc_conn::netipc::{Report, Stop};
 use ipc_conn::WriterExit;
-use ipc_proto::ext::{self, names, CallIn, End, Hello, ResponseIn};
+use ipc_proto::ext::{self, names, Hello};
 use ipc_proto::netipc::{
-    self, accept_preamble, BodyFormat, ClientHello, Codec, Detected, EndNotice, Kind, Packet,
-    Preamble, ServerHello,
+    self, accept_preamble, BodyFormat, ClientHello, Codec, Detected, EndNotice, Kind, Preamble,
+    ServerHello,
 };
-use ipc_proto::{ErrorCode, FrameDecoder, Inbound, Message, Profile, ProtocolError};
+use ipc_proto::{ErrorCode, FrameDecoder, Profile, ProtocolError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain};
@@ -141,31 +142,6 @@ struct Bridge {
     cancel: CancellationToken,
 }
 
-/// How a bridge direction ended badly (already reported).
-struct Stop;
-
-/// An `ipcx.request`/`response`/`ping`/`pong` as the bridge writes it.
-#[derive(Serialize)]
-struct CallOut<'a> {
-    n: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    d: Option<&'a RawValue>,
-}
-
-/// A node-ipc event that has no net-ipc packet, carried as MESSAGE data.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    #[serde(rename = "type")]
-    ty: &'a str,
-    data: &'a RawValue,
-}
-
-/// The error answer of an `ipcx.response`, carried as RESPONSE data.
-#[derive(Serialize)]
-struct ErrorAnswer<'a> {
-    error: &'a ext::ErrorBody<'static>,
-}
-
 impl Bridge {
     fn peer(&self) -> Peer {
         Peer::Socket(self.socket.clone())
@@ -188,12 +164,16 @@ impl Bridge {
         }
     }
 
-    async fn run<R, W>(self, mut buf: BytesMut, mut rd: R, mut wr: W, far: tokio::io::DuplexStream)
-    where
+    async fn run<R, W>(
+        self,
+        mut buf: BytesMut,
+        mut rd: R,
+        mut wr: W,
+        mut far: tokio::io::DuplexStream,
+    ) where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (mut far_rd, mut far_wr) = tokio::io::split(far);
         let mut codec = Codec::new(self.limit());
         let hello = tokio::select! {
             biased;
@@ -240,7 +220,7 @@ impl Bridge {
             .encode_to_bytes(names::HELLO, Some(&ours))
         {
             Ok(frame) => {
-                if far_wr.write_all(&frame).await.is_err() {
+                if far.write_all(&frame).await.is_err() {
                     return;
                 }
             }
@@ -253,32 +233,16 @@ impl Bridge {
                 return;
             }
         }
-        let msgpack = hello.messagepack == Some(true);
+        if hello.messagepack == Some(true) {
+            codec.set_format(BodyFormat::Msgpack);
+        }
         let reply = ServerHello {
             id: serde_json::Value::Null,
             // Compression is never granted: the client falls back.
             compress: hello.compress.map(|_| false),
             messagepack: hello.messagepack,
         };
-        let mut in_codec = codec.clone();
-        if msgpack {
-            in_codec.set_format(BodyFormat::Msgpack);
-        }
-        let inbound = self.inbound(buf, rd, far_wr, in_codec);
-        let outbound = self.outbound(&mut far_rd, wr, codec, reply, msgpack);
-        tokio::pin!(inbound, outbound);
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => {}
-            _ = &mut outbound => {}
-            _ = &mut inbound => {
-                tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => {}
-                    _ = &mut outbound => {}
-                }
-            }
-        }
+        self.pumps().run(buf, rd, wr, far, codec, Some(reply)).await;
     }
 
     /// The preamble and the CONNECTION packet.
@@ -378,272 +342,47 @@ impl Bridge {
             Ok(0) => Err(Stop),
             Ok(_) => Ok(()),
             Err(source) => {
-                if !is_disconnect(&source) {
-                    self.report(ServerError::Io {
-                        peer: self.label(),
-                        source,
-                    })
-                    .await;
-                }
+                self.report(ServerError::Io {
+                    peer: self.label(),
+                    source,
+                })
+                .await;
                 Err(Stop)
             }
         }
     }
 
-    /// Peer → server: packets become node-ipc frames on the pipe.
-    async fn inbound<R, P>(&self, mut buf: BytesMut, mut rd: R, mut pipe: P, mut codec: Codec)
-    where
-        R: AsyncRead + Unpin,
-        P: AsyncWrite + Unpin,
-    {
-        loop {
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(packet)) => match self.to_frame(&packet) {
-                        Ok(Some(frame)) => {
-                            if pipe.write_all(&frame).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(source) => {
-                            self.report(ServerError::Protocol {
-                                peer: self.label(),
-                                source,
-                            })
-                            .await
-                        }
+    /// The pumps, once the handshake is done.
+    fn pumps(&self) -> ipc_conn::netipc::Bridge {
+        let inner = self.inner.clone();
+        let socket = self.socket.clone();
+        let report: ipc_conn::netipc::Reporter = Arc::new(move |r| {
+            let inner = inner.clone();
+            let socket = socket.clone();
+            Box::pin(async move {
+                let peer = socket.label().to_owned();
+                let error = match r {
+                    Report::Protocol(source) => ServerError::Protocol { peer, source },
+                    Report::Encode(source) => ServerError::Encode { peer, source },
+                    Report::Backpressure { queued, capacity } => ServerError::Backpressure {
+                        peer,
+                        queued,
+                        capacity,
                     },
-                    Ok(None) => break,
-                    Err(source) => {
-                        let fatal = source.code() == ErrorCode::FrameTooLarge;
-                        self.report(ServerError::Protocol {
-                            peer: self.label(),
-                            source,
-                        })
-                        .await;
-                        if fatal {
-                            self.cancel.cancel();
-                            return;
-                        }
-                    }
-                }
-            }
-            if self.fill(&mut buf, &mut rd).await.is_err() {
-                // The peer is done sending: so is the pipe.
-                let _ = pipe.shutdown().await;
-                return;
-            }
-        }
-    }
-
-    /// One packet as the node-ipc frame that means the same.
-    fn to_frame(&self, p: &Packet) -> Result<Option<Bytes>, ProtocolError> {
-        let enc = &self.inner.encoder;
-        let data = p.data.as_deref();
-        let call = |event: &str| -> Result<Option<Bytes>, ProtocolError> {
-            let Some(n) = p.nonce.as_deref() else {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidMessage,
-                    format!("net-ipc {:?} packet without a nonce", p.kind),
-                ));
-            };
-            enc.encode_to_bytes(event, Some(&CallOut { n, d: data }))
-                .map(Some)
-        };
-        match p.kind {
-            Kind::Message => enc.encode_to_bytes("message", data).map(Some),
-            Kind::Request => call(names::REQUEST),
-            Kind::Response => call(names::RESPONSE),
-            Kind::Ping => call(names::PING),
-            Kind::Pong => call(names::PONG),
-            Kind::End => {
-                let notice: EndNotice = p.data_as().unwrap_or_default();
-                let end = End {
-                    reason: notice.m.unwrap_or(serde_json::Value::Null),
-                    reconnect: notice.a,
+                    Report::Io(source) => ServerError::Io { peer, source },
+                    _ => return,
                 };
-                enc.encode_to_bytes(names::END, Some(&end)).map(Some)
-            }
-            Kind::Connection => Err(ProtocolError::new(
-                ErrorCode::InvalidMessage,
-                "a second net-ipc CONNECTION packet was ignored",
-            )),
-        }
-    }
-
-    /// Server → peer: node-ipc frames from the pipe become packets. Frames
-    /// queued before the server's welcome wait for the CONNECTION reply.
-    async fn outbound<P, W>(
-        &self,
-        mut pipe: P,
-        mut wr: W,
-        mut codec: Codec,
-        mut reply: ServerHello,
-        msgpack: bool,
-    ) where
-        P: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
-    {
-        let cfg = self
-            .inner
-            .config
-            .codec
-            .clone()
-            .with_profile(Profile::Fast)
-            .with_allow_unsafe_names(true);
-        let Ok(mut dec) = FrameDecoder::new(cfg) else {
-            return;
-        };
-        let mut buf = BytesMut::with_capacity(8192);
-        let mut held: Vec<Message> = Vec::new();
-        let mut held_bytes = 0usize;
-        let mut welcomed = false;
-        loop {
-            let mut out = Vec::new();
-            loop {
-                let m = match dec.decode(&mut buf, std::time::Instant::now()) {
-                    Ok(Some(Inbound::Message(m))) => m,
-                    Ok(Some(Inbound::Raw(_))) => continue,
-                    Ok(None) => break,
-                    Err(e) => {
-                        // Our own frames: this cannot happen short of a bug.
-                        tracing::error!(peer = %self.socket.label(), "bridge cannot read its own frame: {e}");
-                        self.cancel.cancel();
-                        return;
-                    }
-                };
-                if !welcomed {
-                    if m.event() == names::WELCOME {
-                        welcomed = true;
-                        let id = m.data::<ext::Welcome>().map(|w| w.id).unwrap_or_default();
-                        reply.id = serde_json::Value::String(id);
-                        if let Err(source) =
-                            codec.encode_value(Kind::Connection, Some(&reply), None, &mut out)
-                        {
-                            self.report(ServerError::Protocol {
-                                peer: self.label(),
-                                source,
-                            })
-                            .await;
-                        }
-                        if msgpack {
-                            codec.set_format(BodyFormat::Msgpack);
-                        }
-                        for m in std::mem::take(&mut held) {
-                            self.to_packet(&m, &codec, &mut out).await;
-                        }
-                    } else if m.event() == names::END {
-                        // A refused hello: the END goes out at once.
-                        self.to_packet(&m, &codec, &mut out).await;
-                    } else {
-                        held_bytes += m.frame().len();
-                        held.push(m);
-                        if held_bytes > self.inner.config.queue_bytes {
-                            self.report(ServerError::Backpressure {
-                                peer: self.label(),
-                                queued: held_bytes,
-                                capacity: self.inner.config.queue_bytes,
-                            })
-                            .await;
-                            self.cancel.cancel();
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                self.to_packet(&m, &codec, &mut out).await;
-            }
-            if !out.is_empty() && wr.write_all(&out).await.is_err() {
-                return;
-            }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
-            match pipe.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = wr.flush().await;
-                    let _ = wr.shutdown().await;
-                    return;
-                }
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Appends the packet that means the same as frame `m`.
-    async fn to_packet(&self, m: &Message, codec: &Codec, out: &mut Vec<u8>) {
-        let result = match m.event() {
-            "message" => codec.encode_json_text(Kind::Message, m.data_json(), None, out),
-            names::REQUEST | names::PING | names::PONG => match m.data::<CallIn>() {
-                Ok(c) => {
-                    let kind = match m.event() {
-                        names::REQUEST => Kind::Request,
-                        names::PING => Kind::Ping,
-                        _ => Kind::Pong,
-                    };
-                    codec.encode(kind, c.d.as_deref(), Some(&c.n), out)
-                }
-                Err(e) => Err(invalid(e)),
-            },
-            names::RESPONSE => match m.data::<ResponseIn>() {
-                Ok(r) => match &r.e {
-                    Some(e) => codec.encode_value(
-                        Kind::Response,
-                        Some(&ErrorAnswer { error: e }),
-                        Some(&r.n),
-                        out,
-                    ),
-                    None => codec.encode(Kind::Response, r.d.as_deref(), Some(&r.n), out),
-                },
-                Err(e) => Err(invalid(e)),
-            },
-            names::END => match m.data::<End>() {
-                Ok(end) => {
-                    let notice = EndNotice {
-                        m: (!end.reason.is_null()).then_some(end.reason),
-                        a: end.reconnect,
-                    };
-                    codec.encode_value(Kind::End, Some(&notice), None, out)
-                }
-                Err(e) => Err(invalid(e)),
-            },
-            names::WELCOME => Ok(()),
-            event => {
-                let null = RawValue::NULL;
-                let data = match m.data_json() {
-                    Some(d) => serde_json::from_slice::<&RawValue>(d).unwrap_or(null),
-                    None => null,
-                };
-                codec.encode_value(
-                    Kind::Message,
-                    Some(&Envelope { ty: event, data }),
-                    None,
-                    out,
-                )
-            }
-        };
-        if let Err(source) = result {
-            // Nothing queued disappears silently.
-            self.report(ServerError::Encode {
-                peer: self.label(),
-                source,
+                inner.error(Some(Peer::Socket(socket)), error).await;
             })
-            .await;
-        }
+        });
+        ipc_conn::netipc::Bridge::new(
+            self.inner.encoder.clone(),
+            self.inner.config.queue_bytes,
+            self.cancel.clone(),
+            self.socket.label().to_owned(),
+            report,
+        )
     }
-}
-
-fn invalid(e: serde_json::Error) -> ProtocolError {
-    ProtocolError::new(ErrorCode::InvalidMessage, e.to_string())
-}
-
-fn is_disconnect(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
-    )
 }
 
 impl super::Server {

@@ -612,3 +612,219 @@ async fn netipc_raw_refusals() {
     );
     m.finish();
 }
+
+/// Our client with `protocol: net-ipc` on a real net-ipc 2.2.2 server.
+async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
+    use ipc_client::{Client, ClientConfig, ClientEvent, Protocol, RetryConfig};
+    let label = if messagepack { "msgpack" } else { "json" };
+    let cell = |c: &str| format!("{label}/{c}");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut opts, ep) = match net {
+        Net::Unix => {
+            let p = dir.path().join("js.sock");
+            (json!({"path": p}), Endpoint::Unix(p))
+        }
+        Net::Tcp4 => {
+            let port = ipc_interop::free_tcp_port(V4).unwrap();
+            (
+                json!({"host": V4.to_string(), "port": port}),
+                Endpoint::Tcp {
+                    host: V4.to_string(),
+                    port,
+                },
+            )
+        }
+    };
+    opts["role"] = json!("server");
+    let setup = async {
+        let mut node = spawn_js(opts, &format!("net-ipc server {}", net.label())).await?;
+        js_event(&mut node, "ready").await?;
+        let client = Client::new(
+            ep,
+            ClientConfig {
+                protocol: Protocol::NetIpc { messagepack },
+                hello: json!({"token": "rs"}),
+                retry: RetryConfig::net_ipc(),
+                ..ClientConfig::default()
+            },
+        )
+        .map_err(s)?;
+        client.on_request(|req| {
+            let data: Value = req.data().map_err(|e| e.to_string())?;
+            req.respond(&json!({"echo": data, "from": "rust"}))
+                .map_err(|e| e.to_string())?;
+            Ok(Flow::Stop)
+        });
+        let events = client.events();
+        client.start();
+        tokio::time::timeout(T, client.connected())
+            .await
+            .map_err(|_| "no connect in time".to_owned())?
+            .map_err(s)?;
+        Ok::<_, String>((node, client, events))
+    };
+    let (mut node, client, mut events) = match bounded_ret(setup).await {
+        Ok(x) => x,
+        Err(e) => return m.outcome(PEER, net.label(), &cell("setup"), Err(e)),
+    };
+    let res = bounded(async {
+        let ev = js_event(&mut node, "connect").await?;
+        check(ev["extras"] == json!({"token": "rs"}), || {
+            format!("server saw {ev}")
+        })?;
+        // The id the server gave is ours once the handshake went through.
+        client
+            .request(&json!("sync"), Duration::from_secs(10))
+            .await
+            .map_err(s)?;
+        check(client.session_id().as_deref() == ev["id"].as_str(), || {
+            format!(
+                "session id {:?}, server id {}",
+                client.session_id(),
+                ev["id"]
+            )
+        })
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: connect payload, id"),
+        res,
+    );
+
+    let res = bounded(async {
+        let data = json!({"from": "rust", "n": [1, 2.5, null]});
+        client.emit("message", &data).await.map_err(s)?;
+        let ev = js_event(&mut node, "message").await?;
+        check(ev["data"] == data, || format!("server got {ev}"))?;
+        node.send(&json!({"op": "send", "data": {"from": "js"}}))
+            .await
+            .map_err(s)?;
+        let msg = next_client_message(&mut events).await?;
+        check(
+            msg.event() == "message" && msg.data_value() == json!({"from": "js"}),
+            || format!("client got {} {}", msg.event(), msg.data_value()),
+        )
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: messages both ways"),
+        res,
+    );
+
+    let res = bounded(async {
+        let r = client
+            .request(&json!({"q": 1}), Duration::from_secs(10))
+            .await
+            .map_err(s)?;
+        let want = json!({"echo": {"q": 1}, "from": "js"});
+        check(r.value() == want, || format!("answered {}", r.value()))?;
+        node.send(&json!({"op": "request", "tag": "sr", "data": {"q": 2}}))
+            .await
+            .map_err(s)?;
+        let ev = js_tagged(&mut node, "sr").await?;
+        let want = json!({"echo": {"q": 2}, "from": "rust"});
+        check(ev["ev"] == "response" && ev["data"] == want, || {
+            format!("server's request ended with {ev}")
+        })
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: requests both ways"),
+        res,
+    );
+
+    let res = bounded(async {
+        client.ping(Duration::from_secs(10)).await.map_err(s)?;
+        node.send(&json!({"op": "ping", "tag": "sp"}))
+            .await
+            .map_err(s)?;
+        let ev = js_tagged(&mut node, "sp").await?;
+        check(ev["ev"] == "pong", || {
+            format!("server's ping ended with {ev}")
+        })
+    })
+    .await;
+    m.outcome(PEER, net.label(), &cell("our client: ping both ways"), res);
+
+    let res = bounded(async {
+        node.send(&json!({"op": "survey", "tag": "sv", "data": "vote"}))
+            .await
+            .map_err(s)?;
+        let ev = js_tagged(&mut node, "sv").await?;
+        let want = json!([{"ok": {"echo": "vote", "from": "rust"}}]);
+        check(ev["results"] == want, || format!("survey {ev}"))?;
+        node.send(&json!({"op": "broadcast", "data": "all"}))
+            .await
+            .map_err(s)?;
+        let msg = next_client_message(&mut events).await?;
+        check(msg.data_value() == "all", || {
+            format!("broadcast arrived as {}", msg.data_value())
+        })
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: survey, broadcast"),
+        res,
+    );
+
+    // END without reconnect: our client stops for good.
+    let res = bounded(async {
+        node.send(&json!({"op": "close", "allowReconnect": false}))
+            .await
+            .map_err(s)?;
+        let wait = async {
+            while let Some(ev) = events.recv().await {
+                if matches!(ev, ClientEvent::Destroy) {
+                    return Ok(());
+                }
+            }
+            Err("client event stream ended".to_owned())
+        };
+        tokio::time::timeout(T, wait)
+            .await
+            .map_err(|_| "the client did not stop after END".to_owned())?
+    })
+    .await;
+    m.outcome(PEER, net.label(), &cell("our client: END stops it"), res);
+
+    let _ = client.destroy().await;
+    node.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_netipc_client_on_netipc_server() {
+    let mut m = Matrix::new("net-ipc-server");
+    if !require(&mut m) {
+        return;
+    }
+    for net in [Net::Unix, Net::Tcp4] {
+        for messagepack in [false, true] {
+            our_client_session(&mut m, net, messagepack).await;
+        }
+    }
+    m.finish();
+}
+
+async fn next_client_message(
+    events: &mut ipc_client::EventStream<ipc_client::ClientEvent>,
+) -> Result<ipc_proto::Message, String> {
+    let fut = async {
+        while let Some(ev) = events.recv().await {
+            if let ipc_client::ClientEvent::Message(msg) = ev {
+                return Ok(msg);
+            }
+        }
+        Err("client event stream ended".to_owned())
+    };
+    tokio::time::timeout(T, fut)
+        .await
+        .map_err(|_| "no message in time".to_owned())?
+}

@@ -33,7 +33,7 @@ mod error;
 mod event;
 pub mod retry;
 
-pub use client::{Client, ClientConfig, ClientState};
+pub use client::{Client, ClientConfig, ClientState, Protocol};
 pub use error::ClientError;
 pub use event::ClientEvent;
 pub use ipc_conn::{

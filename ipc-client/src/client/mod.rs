@@ -1,6 +1,7 @@
 //! [`Client`]: connect to a node-ipc server, retry, emit with backpressure.
 
 mod config;
+mod netipc;
 mod supervisor;
 
 use std::collections::BTreeSet;
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientConfig, ClientState};
+pub use config::{ClientConfig, ClientState, Protocol};
 
 use crate::error::ClientError;
 use crate::event::ClientEvent;

@@ -1,6 +1,7 @@
 //! The subcommands that talk to a peer: `serve`, `emit`, `listen`,
 //! `request`, `ping`, `sub` and `pub`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +160,29 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `--protocol net-ipc`: the client commands speak net-ipc.
+static NET_IPC: AtomicBool = AtomicBool::new(false);
+
+/// Makes the client commands speak net-ipc.
+pub(crate) fn use_net_ipc() {
+    NET_IPC.store(true, Ordering::SeqCst);
+}
+
+/// A net-ipc client (`--protocol net-ipc`), not registered with a facade.
+fn net_ipc_client(ep: &Endpoint, config: &Config) -> Res<Client> {
+    config.validate()?;
+    #[allow(unused_mut)]
+    let mut cc = config.client_config();
+    cc.protocol = ipc::client::Protocol::NetIpc { messagepack: false };
+    #[cfg(feature = "tls")]
+    if let (Endpoint::Tls { .. }, Some(tls)) = (ep, &config.tls) {
+        cc.connect.tls = Some(ipc::transport::TlsClientConfig::from_node_options(
+            &tls.to_node(),
+        )?);
+    }
+    Ok(Client::new(ep.clone(), cc)?)
+}
+
 /// Connects once (no retry) and waits until connected; the returned
 /// stream has every event from the start.
 async fn connect_once(
@@ -172,11 +196,10 @@ async fn connect_once(
     }
     let mut config = config_for(ep, tls, false)?;
     config.max_retries = MaxRetries::Limited(0);
-    let ipc = Ipc::with_config(config);
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let sink = first_error.clone();
     let mut stream = None;
-    let client = ipc.connect_endpoint_with("nipc", ep.clone(), |c| {
+    let setup = |c: &Client| {
         stream = Some(c.events());
         c.on("error", move |ev| {
             if let Some(e) = ev.error() {
@@ -184,7 +207,17 @@ async fn connect_once(
                 s.get_or_insert_with(|| root_cause(e));
             }
         });
-    })?;
+    };
+    let ipc;
+    let client = if NET_IPC.load(Ordering::SeqCst) {
+        let client = net_ipc_client(ep, &config)?;
+        setup(&client);
+        client.start();
+        client
+    } else {
+        ipc = Ipc::with_config(config);
+        ipc.connect_endpoint_with("nipc", ep.clone(), setup)?
+    };
     let Some(stream) = stream else {
         return Err(Fail(format!("{ep}: a client with this id already exists")));
     };

@@ -12,6 +12,9 @@
 //! nipc demo                                            a guided tour in one process
 //! ```
 //!
+//! Client commands take `--protocol net-ipc` to talk to a net-ipc server;
+//! `serve` accepts node-ipc and net-ipc clients alike without a flag.
+//!
 //! Endpoints: `unix:/path`, `id:world` (node-ipc's default path for that
 //! id), `tcp://host:port`, `tls://host:port`, `udp4://host:port`,
 //! `udp6://[::1]:port`. Errors are one line on stderr and exit status 1
@@ -26,7 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipc::Config;
 
 use crate::bench::bench;
@@ -43,6 +46,19 @@ use crate::output::Fail;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// The wire protocol of the client commands (emit, listen, request,
+    /// ping): node-ipc, or net-ipc to talk to a net-ipc server.
+    #[arg(long, global = true, value_enum, default_value_t = WireProtocol::NodeIpc)]
+    protocol: WireProtocol,
+}
+
+/// `--protocol`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WireProtocol {
+    /// node-ipc's delimited JSON frames.
+    NodeIpc,
+    /// net-ipc's length-prefixed packets.
+    NetIpc,
 }
 
 #[derive(Subcommand)]
@@ -185,6 +201,18 @@ fn main() -> ExitCode {
         ..Config::default()
     };
     ipc::init_logging(&quiet);
+    if cli.protocol == WireProtocol::NetIpc {
+        if let Some(name) = match &cli.cmd {
+            Cmd::Serve { .. } => Some("serve (it accepts net-ipc clients without a flag)"),
+            Cmd::Sub { .. } | Cmd::Pub { .. } => Some("sub/pub (net-ipc has no publish/subscribe)"),
+            Cmd::Bench { .. } | Cmd::Demo => Some("bench/demo"),
+            _ => None,
+        } {
+            eprintln!("nipc: --protocol net-ipc does not apply to {name}");
+            return ExitCode::from(2);
+        }
+        commands::use_net_ipc();
+    }
     let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Serve {

@@ -258,6 +258,37 @@ mod tests {
     }
 
     #[test]
+    fn net_ipc_policy_is_linear_capped_and_limited_to_three() {
+        let c = RetryConfig::net_ipc();
+        let mut st = RetryState::new(&c);
+        let mut delays = Vec::new();
+        loop {
+            match st.on_close(&c, false, false) {
+                OnClose::RetryAfter(d) => {
+                    delays.push(d.as_millis());
+                    assert_eq!(st.on_timer(&c, false), OnTimer::Reconnect);
+                }
+                OnClose::Destroy => break,
+            }
+        }
+        assert_eq!(delays, [500, 1000, 1500]);
+        // A connection refills the budget and restarts the ramp; the cap holds.
+        st.on_connect(&c);
+        let far = RetryConfig {
+            max_retries: MaxRetries::Unlimited,
+            ..c
+        };
+        let mut st = RetryState::new(&far);
+        let mut last = 0;
+        for _ in 0..30 {
+            if let OnClose::RetryAfter(d) = st.on_close(&far, false, false) {
+                last = d.as_millis();
+            }
+        }
+        assert_eq!(last, 10_000);
+    }
+
+    #[test]
     fn js_values_of_max_retries() {
         assert_eq!(MaxRetries::from_js(&json!(0)), MaxRetries::Limited(0));
         assert_eq!(MaxRetries::from_js(&json!(false)), MaxRetries::Limited(0));

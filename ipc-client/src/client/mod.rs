@@ -326,6 +326,7 @@ impl Client {
     }
 
     fn check_topics(&self, topics: &[&str]) -> Result<(), ClientError> {
+        netipc::no_pubsub(&self.inner)?;
         let max = self.inner.config.codec.max_event_name_length;
         topics
             .iter()

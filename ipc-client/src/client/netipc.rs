@@ -204,3 +204,17 @@ fn reporter(inner: &Arc<Inner>) -> Reporter {
         })
     })
 }
+
+/// net-ipc has no publish/subscribe: topic calls fail at once.
+pub(super) fn no_pubsub(inner: &Inner) -> Result<(), ClientError> {
+    if let super::Protocol::NetIpc { .. } = inner.config.protocol {
+        return Err(ClientError::Encode {
+            endpoint: inner.name.clone(),
+            source: ipc_proto::ProtocolError::new(
+                ErrorCode::InvalidMessage,
+                "net-ipc has no publish/subscribe",
+            ),
+        });
+    }
+    Ok(())
+}

@@ -262,14 +262,9 @@ mod tests {
         let c = RetryConfig::net_ipc();
         let mut st = RetryState::new(&c);
         let mut delays = Vec::new();
-        loop {
-            match st.on_close(&c, false, false) {
-                OnClose::RetryAfter(d) => {
-                    delays.push(d.as_millis());
-                    assert_eq!(st.on_timer(&c, false), OnTimer::Reconnect);
-                }
-                OnClose::Destroy => break,
-            }
+        while let OnClose::RetryAfter(d) = st.on_close(&c, false, false) {
+            delays.push(d.as_millis());
+            assert_eq!(st.on_timer(&c, false), OnTimer::Reconnect);
         }
         assert_eq!(delays, [500, 1000, 1500]);
         // A connection refills the budget and restarts the ramp; the cap holds.

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod ours;
 
 use std::time::Duration;
 
@@ -827,4 +828,130 @@ async fn next_client_message(
     tokio::time::timeout(T, fut)
         .await
         .map_err(|_| "no message in time".to_owned())?
+}
+
+/// TLS (server authentication with a run-time CA) both ways: a net-ipc
+/// client on our TLS endpoint, and our net-ipc client on a net-ipc TLS
+/// server. net-ipc's PSK mode is not offered: rustls has no TLS-PSK.
+async fn tls_netipc_client_on_our_server(pki: &ours::Pki) -> Result<(), String> {
+    let cfg = ours::our_server_config(
+        Flavor::V14Fast,
+        ours::Via::Tls,
+        pki,
+        ipc_proto::CodecConfig::fast(),
+    );
+    let server = Server::new(
+        Endpoint::Tls {
+            host: V4.to_string(),
+            port: 0,
+        },
+        cfg,
+    )
+    .map_err(s)?;
+    server.on_request(|req| {
+        let data: Value = req.data().map_err(|e| e.to_string())?;
+        req.respond(&json!({"echo": data, "from": "rust"}))
+            .map_err(|e| e.to_string())?;
+        Ok(Flow::Stop)
+    });
+    let mut events = server.events();
+    let local = server.start().await.map_err(s)?;
+    let Endpoint::Tls { port, .. } = local else {
+        return Err(format!("unexpected endpoint {local}"));
+    };
+    let ca = std::fs::read_to_string(&pki.ca).map_err(s)?;
+    let opts = json!({"role": "client", "host": "127.0.0.1", "port": port, "tls": true, "ca": ca});
+    let mut node = spawn_js(opts, "net-ipc tls client").await?;
+    let (_, socket, _) = connect(&mut node, &mut events, &json!({"over": "tls"})).await?;
+    node.send(&json!({"op": "request", "tag": "t1", "data": "secure?"}))
+        .await
+        .map_err(s)?;
+    let ev = js_tagged(&mut node, "t1").await?;
+    check(
+        ev["data"] == json!({"echo": "secure?", "from": "rust"}),
+        || format!("request over TLS ended with {ev}"),
+    )?;
+    let r = socket
+        .request(&json!("and back"), Duration::from_secs(10))
+        .await
+        .map_err(s)?;
+    check(
+        r.value() == json!({"echo": "and back", "from": "js"}),
+        || format!("answered {}", r.value()),
+    )?;
+    node.kill().await;
+    server.abort().await;
+    Ok(())
+}
+
+async fn tls_our_client_on_netipc_server(pki: &ours::Pki) -> Result<(), String> {
+    use ipc_client::{Client, Protocol};
+    let port = ipc_interop::free_tcp_port(V4).map_err(s)?;
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(s);
+    let opts = json!({
+        "role": "server", "port": port, "tls": true,
+        "cert": read(&pki.server_cert)?, "key": read(&pki.server_key)?,
+    });
+    let mut node = spawn_js(opts, "net-ipc tls server").await?;
+    js_event(&mut node, "ready").await?;
+    let mut cfg =
+        ours::our_client_config(ours::Via::Tls, pki, ipc_proto::CodecConfig::fast(), false);
+    cfg.protocol = Protocol::NetIpc { messagepack: true };
+    cfg.hello = json!("tls payload");
+    let client = Client::new(
+        Endpoint::Tls {
+            host: V4.to_string(),
+            port,
+        },
+        cfg,
+    )
+    .map_err(s)?;
+    client.start();
+    tokio::time::timeout(T, client.connected())
+        .await
+        .map_err(|_| "no TLS connection in time".to_owned())?
+        .map_err(s)?;
+    let ev = js_event(&mut node, "connect").await?;
+    check(ev["extras"] == "tls payload", || format!("server saw {ev}"))?;
+    let r = client
+        .request(&json!({"q": "tls"}), Duration::from_secs(10))
+        .await
+        .map_err(s)?;
+    check(
+        r.value() == json!({"echo": {"q": "tls"}, "from": "js"}),
+        || format!("answered {}", r.value()),
+    )?;
+    let _ = client.destroy().await;
+    node.kill().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn netipc_over_tls() {
+    let mut m = Matrix::new("net-ipc-client");
+    if !require(&mut m) {
+        return;
+    }
+    let pki = ours::pki();
+    m.outcome(
+        PEER,
+        "tls",
+        "json/handshake, requests both ways",
+        bounded(tls_netipc_client_on_our_server(&pki)).await,
+    );
+    m.record(
+        PEER,
+        "tls-psk",
+        "*",
+        CellStatus::NotApplicable("net-ipc's PSK mode: rustls offers no TLS-PSK".into()),
+    );
+    let mut m2 = Matrix::new("net-ipc-server");
+    m2.outcome(
+        PEER,
+        "tls",
+        "our client (msgpack): connect payload, request",
+        bounded(tls_our_client_on_netipc_server(&pki)).await,
+    );
+    m.finish();
+    m2.finish();
 }

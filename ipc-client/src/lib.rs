@@ -4,7 +4,11 @@
 //! endpoint (with the assured profile's transport checks), the reconnect
 //! policy ([`retry`], SPEC §3.6), the outbound queue surviving reconnects,
 //! sync mode, the extension handshake and subscriptions renewed after a
-//! reconnect, and the lifecycle events of SPEC §3.3.
+//! reconnect, and the lifecycle events of SPEC §3.3. With
+//! [`ClientConfig::protocol`] set to [`Protocol::NetIpc`] it joins net-ipc
+//! servers instead (the net-ipc handshake with the `hello` as connect
+//! payload, then the same machinery through `ipc_conn::netipc`);
+//! [`RetryConfig::net_ipc`] is net-ipc's own reconnect policy.
 //!
 //! **Does not own:** bytes on the wire and the `ipcx` message shapes
 //! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does

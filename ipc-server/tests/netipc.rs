@@ -290,3 +290,63 @@ async fn silent_node_ipc_client_is_served_after_the_detection_window() {
     assert_eq!(&got, want);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn survey_and_broadcast_reach_node_ipc_and_net_ipc_clients_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = Endpoint::Unix(dir.path().join("m.sock"));
+    let server = echo_server(&ep);
+    let mut sev = server.events();
+    server.start().await.unwrap();
+    let net = net_ipc_client(&ep, true, Value::Null);
+    let mut net_ev = net.events();
+    net.start();
+    timeout(T, net.connected()).await.unwrap().unwrap();
+    wait(&mut sev, |e| matches!(e, ServerEvent::Hello { .. })).await;
+    // A node-ipc client with the extension (our default client).
+    let node = Client::new(ep.clone(), ClientConfig::default()).unwrap();
+    node.on_request(|req| {
+        let d: Value = req.data().map_err(|e| e.to_string())?;
+        req.respond(&json!({"echo": d, "by": "node-ipc client"}))
+            .map_err(|e| e.to_string())?;
+        Ok(Flow::Stop)
+    });
+    let mut node_ev = node.events();
+    node.start();
+    timeout(T, node.connected()).await.unwrap().unwrap();
+    timeout(T, async {
+        while server.connections() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+
+    let mut answers: Vec<Value> = server
+        .survey(&"who?", CALL)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.unwrap().value())
+        .collect();
+    answers.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        answers,
+        [
+            json!({"echo": "who?", "by": "client"}),
+            json!({"echo": "who?", "by": "node-ipc client"}),
+        ]
+    );
+    assert_eq!(server.broadcast("message", "both").await.unwrap(), 2);
+    assert_eq!(
+        client_message(&mut net_ev).await,
+        ("message".into(), json!("both"))
+    );
+    assert_eq!(
+        client_message(&mut node_ev).await,
+        ("message".into(), json!("both"))
+    );
+    net.destroy().await.unwrap();
+    node.destroy().await.unwrap();
+    server.stop().await;
+}

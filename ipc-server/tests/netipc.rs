@@ -350,3 +350,46 @@ async fn survey_and_broadcast_reach_node_ipc_and_net_ipc_clients_alike() {
     node.destroy().await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_hello_check_sees_the_connect_payload_and_can_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = Endpoint::Unix(dir.path().join("a.sock"));
+    let server = echo_server(&ep);
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = refusals.clone();
+    server.on_hello(move |_, hello| {
+        if hello.extras == json!({"token": "good"}) {
+            Ok(())
+        } else {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err("bad token".into())
+        }
+    });
+    server.start().await.unwrap();
+
+    let good = net_ipc_client(&ep, false, json!({"token": "good"}));
+    good.start();
+    timeout(T, good.connected()).await.unwrap().unwrap();
+    let r = good.request(&1, CALL).await.unwrap();
+    assert_eq!(r.value(), json!({"echo": 1, "by": "server"}));
+
+    let bad = net_ipc_client(&ep, false, json!({"token": "bad"}));
+    let mut ev = bad.events();
+    bad.start();
+    // The END carrying the reason ends the client for good.
+    timeout(T, async {
+        while let Some(e) = ev.recv().await {
+            if matches!(e, ClientEvent::Destroy) {
+                return;
+            }
+        }
+        panic!("client events ended without destroy");
+    })
+    .await
+    .unwrap();
+    // END {"a":false}: no second attempt.
+    assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 1);
+    good.destroy().await.unwrap();
+    server.stop().await;
+}

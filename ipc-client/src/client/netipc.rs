@@ -154,6 +154,12 @@ async fn handshake(
             Some(p) if p.kind == Kind::Connection => return p.data_as().map_err(protocol),
             Some(p) if p.kind == Kind::End => {
                 let end: EndNotice = p.data_as().unwrap_or_default();
+                if !end.a {
+                    // Refused for good: no reconnect after this.
+                    inner
+                        .refused_reconnect
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 let reason = match end.m {
                     Some(serde_json::Value::String(s)) => s,
                     Some(other) => other.to_string(),

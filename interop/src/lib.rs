@@ -330,6 +330,50 @@ pub fn availability(flavor: Flavor) -> Result<PathBuf> {
     Ok(node)
 }
 
+/// The version of net-ipc the interop suite pins.
+pub const NETIPC_VERSION: &str = "2.2.2";
+
+/// Whether the net-ipc peers can run: the system Node (net-ipc needs
+/// Node ≥ 16) and `interop/node_modules/net-ipc` at [`NETIPC_VERSION`].
+/// Returns the Node binary.
+pub fn netipc_availability() -> Result<PathBuf> {
+    let node = node_binary(Flavor::V12);
+    let out = std::process::Command::new(&node)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HarnessError::Unavailable(format!("cannot run {}: {e}", node.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match parse_node_version(&text) {
+        Some((major, _)) if out.status.success() && major >= 16 => {}
+        _ => {
+            return Err(HarnessError::Unavailable(format!(
+                "{} is {text:?}, net-ipc needs Node >= 16",
+                node.display()
+            )))
+        }
+    }
+    let manifest = interop_dir()
+        .join("node_modules")
+        .join("net-ipc")
+        .join("package.json");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        HarnessError::Unavailable(format!(
+            "{} missing ({e}); run `cargo xtask interop` or `npm ci` in interop/",
+            manifest.display()
+        ))
+    })?;
+    let pkg: Value = serde_json::from_str(&text)
+        .map_err(|e| HarnessError::Unavailable(format!("{}: {e}", manifest.display())))?;
+    if pkg.get("version").and_then(Value::as_str) != Some(NETIPC_VERSION) {
+        return Err(HarnessError::Unavailable(format!(
+            "{} is not net-ipc {NETIPC_VERSION}",
+            manifest.display()
+        )));
+    }
+    Ok(node)
+}
+
 fn parse_node_version(text: &str) -> Option<(u32, u32)> {
     let mut it = text.trim_start_matches('v').split('.');
     let major = it.next()?.parse().ok()?;
@@ -673,6 +717,17 @@ impl NodePeer {
         label: String,
     ) -> Result<NodePeer> {
         let node = availability(flavor)?;
+        Self::spawn_with(node, script, args, label).await
+    }
+
+    /// [`NodePeer::spawn_script`] with an explicit Node binary (e.g. from
+    /// [`netipc_availability`]).
+    pub async fn spawn_with(
+        node: PathBuf,
+        script: &Path,
+        args: &[String],
+        label: String,
+    ) -> Result<NodePeer> {
         let cwd = tempfile::tempdir().map_err(|source| HarnessError::Spawn {
             program: node.clone(),
             source,

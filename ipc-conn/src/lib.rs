@@ -11,7 +11,10 @@
 //!   responders ([`calls`]);
 //! - the [`Link`] handle (emit, send, request, ping on one connection) and
 //!   the one connection [`driver`] both sides run, which differ only by
-//!   their [`Role`].
+//!   their [`Role`];
+//! - the net-ipc bridge ([`netipc`]): a net-ipc connection runs the same
+//!   machinery on an in-memory pipe whose far end is translated to and
+//!   from net-ipc packets.
 //!
 //! **Does not own:** bytes on the wire or the `ipcx` message shapes
 //! (`ipc_proto`), sockets (`ipc-transport`), connecting and retry
@@ -46,6 +49,7 @@ mod dispatch;
 pub mod driver;
 pub mod handlers;
 mod link;
+pub mod netipc;
 pub mod outbox;
 pub mod reader;
 

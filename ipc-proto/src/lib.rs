@@ -26,6 +26,7 @@
 //! | errors | [`ProtocolError`] with an [`ErrorCode`] |
 //! | UDP | [`UdpReassembler`] |
 //! | the `ipcx` extension's messages | [`ext`] |
+//! | net-ipc's wire protocol (preamble, packets, MessagePack bodies) | [`netipc`] |
 //! | raw-mode strings | [`RawEncoding`] |
 //! | `tokio_util::codec::Framed` | [`FrameCodec`] (feature `codec`, default) |
 //! | Rust-to-Rust MessagePack | `MsgpackCodec` (feature `msgpack`) |
@@ -59,6 +60,7 @@ pub mod ext;
 pub mod json;
 mod message;
 mod names;
+pub mod netipc;
 pub mod raw;
 mod scan;
 pub mod udp;

@@ -7,6 +7,14 @@
 //! graceful `stop` and immediate `abort`, `identifyPeer`, and UDP endpoints
 //! with bounded per-peer reassembly and a bounded table of known peers.
 //!
+//! Every stream endpoint also serves net-ipc clients
+//! ([`ServerConfig::net_ipc`]): a connection whose first bytes are `IPC` or
+//! `GET` speaks net-ipc and is mapped onto the same model — `message`
+//! events, the request handlers, ping, server-to-client requests,
+//! [`Server::broadcast`], [`Server::survey`], the `hello` event carrying the
+//! connect payload, and END on [`Server::close`] (see `ipc_proto::netipc`
+//! for the packet-by-packet mapping).
+//!
 //! **Does not own:** bytes on the wire and the `ipcx` message shapes
 //! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does
 //! once its bytes flow — outbound queue and writer, frame reader, handler

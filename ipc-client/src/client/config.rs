@@ -72,6 +72,25 @@ pub struct ClientConfig {
     /// count as traffic; use it with servers that send something (a
     /// heartbeat, `ipcx.ping`) more often than this.
     pub idle_timeout: Option<Duration>,
+    /// The wire protocol: node-ipc (default) or net-ipc, to join a net-ipc
+    /// server (or ours, which serves both). With net-ipc, `hello` is the
+    /// connect payload (`extras`), a reconnect sends the id the server gave
+    /// (net-ipc keeps it), and publish/subscribe is not available.
+    pub protocol: Protocol,
+}
+
+/// The wire protocol of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// node-ipc's delimited JSON frames.
+    #[default]
+    NodeIpc,
+    /// net-ipc's length-prefixed packets ([`ipc_proto::netipc`]).
+    NetIpc {
+        /// Ask for MessagePack bodies (granted by servers that have it).
+        messagepack: bool,
+    },
 }
 
 impl Default for ClientConfig {
@@ -95,6 +114,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             keepalive: None,
             idle_timeout: None,
+            protocol: Protocol::NodeIpc,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`Client`]: connect to a node-ipc server, retry, emit with backpressure.
 
 mod config;
+mod netipc;
 mod supervisor;
 
 use std::collections::BTreeSet;
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientConfig, ClientState};
+pub use config::{ClientConfig, ClientState, Protocol};
 
 use crate::error::ClientError;
 use crate::event::ClientEvent;
@@ -464,6 +465,7 @@ impl Client {
     }
 
     fn check_topics(&self, topics: &[&str]) -> Result<(), ClientError> {
+        netipc::no_pubsub(&self.inner)?;
         let max = self.inner.config.codec.max_event_name_length;
         topics
             .iter()

@@ -130,11 +130,29 @@ async fn run_connection(
     stream: Stream,
     retry: &mut RetryState,
 ) -> Option<ClientError> {
+    let (rd, wr) = stream.into_split();
+    if let super::Protocol::NetIpc { messagepack } = inner.config.protocol {
+        return super::netipc::run(inner, rd, wr, messagepack, retry).await;
+    }
+    run_halves(inner, rd, wr, retry).await
+}
+
+/// [`run_connection`] on the halves of a node-ipc stream (or of the pipe of
+/// a net-ipc bridge).
+pub(super) async fn run_halves<R, W>(
+    inner: &Arc<Inner>,
+    rd: R,
+    mut wr: W,
+    retry: &mut RetryState,
+) -> Option<ClientError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
         Ok(d) => d,
         Err(e) => return Some(ClientError::Config(e)),
     };
-    let (rd, mut wr) = stream.into_split();
     let conn = inner.explicit.child_token();
     let mut reader = FrameReader::new(rd, decoder, conn.clone());
     // What must precede every queued message on a new connection: the hello

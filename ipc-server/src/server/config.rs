@@ -75,6 +75,14 @@ pub struct ServerConfig {
     /// it also applies to a listener given to [`Server::from_listener`](crate::Server::from_listener)
     /// that has no keepalive of its own.
     pub keepalive: Option<ipc_transport::Keepalive>,
+    /// Serve [net-ipc](ipc_proto::netipc) clients on the same endpoint as
+    /// node-ipc clients (stream transports, framed profiles, with the
+    /// extension on). A connection whose first bytes are `IPC` or `GET`
+    /// speaks net-ipc; anything else is node-ipc. `Some(window)` (default
+    /// 250 ms): how long a connection that has sent nothing yet is waited
+    /// for before it is taken for node-ipc — its `connect` event is not
+    /// delayed, only what the server writes to it. `None`: node-ipc only.
+    pub net_ipc: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +106,7 @@ impl Default for ServerConfig {
             no_local: false,
             idle_timeout: None,
             keepalive: None,
+            net_ipc: Some(Duration::from_millis(250)),
         }
     }
 }

@@ -98,46 +98,13 @@ pub(super) async fn connection(
     inner.deliver(ServerEvent::Connect(socket.clone())).await;
 
     let (rd, wr) = stream.into_split();
-    // After a graceful close the write half is shut down and the reader
-    // goes on until the peer closes too, so nothing the peer sent before it
-    // saw our end is lost. A failed writer ends the connection.
-    // A failed writer closes the socket's queue: every emit waiting for
-    // room in it fails at once instead of waiting for a peer that is gone.
-    let writer = spawn_writer(
-        socket.link(),
-        wr,
-        cancel.clone(),
-        None,
-        OnWriteFailure::CloseQueue,
-    );
-    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
-    let mut role = ServerRole {
-        inner: &inner,
-        from: Peer::Socket(socket.clone()),
-        // Required handshake: nothing but `ipcx.hello` before the deadline.
-        greeting: (inner.config.handshake == HandshakeMode::Required)
-            .then(|| Instant::now() + inner.config.handshake_timeout),
-        refused: false,
-        failure: None,
-        budget: Budget::new(inner.config.inbound_bytes),
-        socket: socket.clone(),
-    };
-    let ended = drive(&mut role, &mut reader).await;
-    if ended.is_some() {
-        cancel.cancel();
-    }
-    // A refused hello ends reading at once but lets the queue (with its
-    // `ipcx.end`) drain.
-    let mut failure = ended.or(role.failure.take());
-    if failure.is_some() {
-        socket.close();
-    }
-    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
-        Ok(exit) => exit,
-        Err(_) => {
-            // The peer does not read what is left: give up on it.
-            cancel.cancel();
-            Ok(WriterExit::Cancelled)
+    // node-ipc and net-ipc clients share the endpoint: the first bytes tell.
+    let (mut failure, exit) = match super::netipc::sniff(&inner, rd, &cancel).await {
+        super::netipc::Sniffed::NodeIpc(rd) => {
+            serve(&inner, &socket, &cancel, decoder, rd, wr).await
+        }
+        super::netipc::Sniffed::NetIpc(buf, rd) => {
+            super::netipc::serve(&inner, &socket, &cancel, decoder, buf, rd, wr).await
         }
     };
     if failure.is_none() {
@@ -150,7 +117,6 @@ pub(super) async fn connection(
             }
         }
     }
-    drop(reader);
     inner.unregister(&socket);
     inner.unsubscribe_all(&socket);
     socket.link().calls().fail_all(CallError::NotConnected);
@@ -177,6 +143,68 @@ pub(super) async fn connection(
         })
         .await;
     inner.deliver(ServerEvent::Close(socket)).await;
+}
+
+/// Reads and writes one connection's node-ipc frames until it ends: the
+/// writer, the frame reader and the driver. Returns the failure that ended
+/// it (if any) and how the writer ended.
+pub(super) async fn serve<R, W>(
+    inner: &Arc<Inner>,
+    socket: &Socket,
+    cancel: &CancellationToken,
+    decoder: FrameDecoder,
+    rd: R,
+    wr: W,
+) -> (
+    Option<ServerError>,
+    Result<WriterExit, tokio::task::JoinError>,
+)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // After a graceful close the write half is shut down and the reader
+    // goes on until the peer closes too, so nothing the peer sent before it
+    // saw our end is lost. A failed writer ends the connection and closes the socket's queue: every emit waiting for
+    // room in it fails at once instead of waiting for a peer that is gone.
+    let writer = spawn_writer(
+        socket.link(),
+        wr,
+        cancel.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
+    let mut role = ServerRole {
+        inner,
+        from: Peer::Socket(socket.clone()),
+        // Required handshake: nothing but `ipcx.hello` before the deadline.
+        greeting: (inner.config.handshake == HandshakeMode::Required)
+            .then(|| Instant::now() + inner.config.handshake_timeout),
+        refused: false,
+        failure: None,
+        budget: Budget::new(inner.config.inbound_bytes),
+        socket: socket.clone(),
+    };
+    let ended = drive(&mut role, &mut reader).await;
+    if ended.is_some() {
+        cancel.cancel();
+    }
+    // A refused hello ends reading at once but lets the queue (with its
+    // `ipcx.end`) drain.
+    let failure = ended.or(role.failure.take());
+    if failure.is_some() {
+        socket.close();
+    }
+    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
+        Ok(exit) => exit,
+        Err(_) => {
+            // The peer does not read what is left: give up on it.
+            cancel.cancel();
+            Ok(WriterExit::Cancelled)
+        }
+    };
+    (failure, exit)
 }
 
 /// The server's side of the connection driver, for one socket.

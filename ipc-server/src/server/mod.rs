@@ -5,6 +5,7 @@ mod accept;
 mod broker;
 mod config;
 mod conn;
+mod netipc;
 #[cfg(feature = "udp")]
 mod udp;
 

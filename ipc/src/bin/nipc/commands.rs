@@ -1,6 +1,7 @@
 //! The subcommands that talk to a peer: `serve`, `emit`, `listen`,
 //! `request`, `ping`, `sub` and `pub`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -269,6 +270,29 @@ enum Wait {
     UntilGivenUp,
 }
 
+/// `--protocol net-ipc`: the client commands speak net-ipc.
+static NET_IPC: AtomicBool = AtomicBool::new(false);
+
+/// Makes the client commands speak net-ipc.
+pub(crate) fn use_net_ipc() {
+    NET_IPC.store(true, Ordering::SeqCst);
+}
+
+/// A net-ipc client (`--protocol net-ipc`), not registered with a facade.
+fn net_ipc_client(ep: &Endpoint, config: &Config) -> Res<Client> {
+    config.validate()?;
+    #[allow(unused_mut)]
+    let mut cc = config.client_config();
+    cc.protocol = ipc::client::Protocol::NetIpc { messagepack: false };
+    #[cfg(feature = "tls")]
+    if let (Endpoint::Tls { .. }, Some(tls)) = (ep, &config.tls) {
+        cc.connect.tls = Some(ipc::transport::TlsClientConfig::from_node_options(
+            &tls.to_node(),
+        )?);
+    }
+    Ok(Client::new(ep.clone(), cc)?)
+}
+
 /// Connects (retrying only as `--max-retries`/`--config` allow) and waits
 /// until connected; the returned stream has every event from the start.
 async fn connect(
@@ -289,12 +313,11 @@ async fn connect(
         (Wait::UntilGivenUp, Some(_)) => Duration::MAX,
         (Wait::UntilGivenUp, None) => Duration::from_secs(10),
     };
-    let ipc = Ipc::with_config(config);
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let sink = first_error.clone();
     let mut stream = None;
     let shown = ep.to_string();
-    let client = ipc.connect_endpoint_with("nipc", ep.clone(), |c| {
+    let setup = |c: &Client| {
         stream = Some(c.events());
         c.on("error", move |ev| {
             if let Some(e) = ev.error() {
@@ -309,7 +332,17 @@ async fn connect(
                 s.get_or_insert(cause);
             }
         });
-    })?;
+    };
+    let ipc;
+    let client = if NET_IPC.load(Ordering::SeqCst) {
+        let client = net_ipc_client(ep, &config)?;
+        setup(&client);
+        client.start();
+        client
+    } else {
+        ipc = Ipc::with_config(config);
+        ipc.connect_endpoint_with("nipc", ep.clone(), setup)?
+    };
     let Some(stream) = stream else {
         return Err(Fail(format!("{ep}: a client with this id already exists")));
     };

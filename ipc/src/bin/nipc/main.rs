@@ -16,6 +16,9 @@
 //! flags named after node-ipc's keys, see `options.rs`). The output shapes
 //! and exit codes are in [`AFTER_HELP`]; the wire format in
 //! `docs/protocol.md`.
+//!
+//! Client commands take `--protocol net-ipc` to talk to a net-ipc server;
+//! `serve` accepts node-ipc and net-ipc clients alike without a flag.
 
 mod bench;
 mod commands;
@@ -28,7 +31,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipc::Config;
 
 use crate::bench::bench;
@@ -87,6 +90,19 @@ Protocol reference (wire format, profiles, ERR_IPC_* codes, node-ipc versions):
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// The wire protocol of the client commands (emit, listen, request,
+    /// ping): node-ipc, or net-ipc to talk to a net-ipc server.
+    #[arg(long, global = true, value_enum, default_value_t = WireProtocol::NodeIpc)]
+    protocol: WireProtocol,
+}
+
+/// `--protocol`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum WireProtocol {
+    /// node-ipc's delimited JSON frames.
+    NodeIpc,
+    /// net-ipc's length-prefixed packets.
+    NetIpc,
 }
 
 #[derive(Subcommand)]
@@ -309,6 +325,18 @@ fn main() -> ExitCode {
         ..Config::default()
     };
     ipc::init_logging(&quiet);
+    if cli.protocol == WireProtocol::NetIpc {
+        if let Some(name) = match &cli.cmd {
+            Cmd::Serve { .. } => Some("serve (it accepts net-ipc clients without a flag)"),
+            Cmd::Sub { .. } | Cmd::Pub { .. } => Some("sub/pub (net-ipc has no publish/subscribe)"),
+            Cmd::Bench { .. } | Cmd::Demo => Some("bench/demo"),
+            _ => None,
+        } {
+            eprintln!("nipc: --protocol net-ipc does not apply to {name}");
+            return ExitCode::from(2);
+        }
+        commands::use_net_ipc();
+    }
     let result = rt.block_on(async move {
         shutdown::install();
         match cli.cmd {

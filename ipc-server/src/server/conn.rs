@@ -165,8 +165,9 @@ where
 {
     // After a graceful close the write half is shut down and the reader
     // goes on until the peer closes too, so nothing the peer sent before it
-    // saw our end is lost. A failed writer ends the connection and closes the socket's queue: every emit waiting for
-    // room in it fails at once instead of waiting for a peer that is gone.
+    // saw our end is lost. A failed writer ends the connection and closes
+    // the socket's queue: every emit waiting for room in it fails at once
+    // instead of waiting for a peer that is gone.
     let writer = spawn_writer(
         socket.link(),
         wr,

@@ -179,7 +179,7 @@ impl ServerError {
         match self {
             ServerError::Listen { source, .. }
             | ServerError::Accept { source, .. }
-            | ServerError::Datagram { source, .. } => source.code(),
+            | ServerError::Datagram { source, .. } => source.code().or(Some(ErrorCode::Io)),
             ServerError::Protocol { source, .. }
             | ServerError::Encode { source, .. }
             | ServerError::Config(source) => Some(source.code()),

@@ -223,17 +223,27 @@ impl Ipc {
     }
 
     /// Changes the configuration (`ipc.config.x = …`). The run-time keys
-    /// `retry`, `maxRetries`, `stopRetrying` and `retryBackoff` also reach
-    /// every client in `of` at once, as in node-ipc; other keys apply to
+    /// `retry`, `maxRetries`, `stopRetrying`, `retryBackoff`, `encoding`
+    /// and `ext.requestTimeout` also reach every client in `of` (and
+    /// `encoding` the server) at once, as in node-ipc; other keys apply to
     /// clients and servers created afterwards.
     pub fn configure(&self, f: impl FnOnce(&mut Config)) {
-        let retry = {
+        let (retry, encoding, timeout) = {
             let mut c = self.inner.config.write().unwrap_or_else(|p| p.into_inner());
             f(&mut c);
-            c.retry_config()
+            (
+                c.retry_config(),
+                c.encoding,
+                Duration::from_millis(c.ext.request_timeout),
+            )
         };
         for client in lock(&self.inner.of).values() {
             client.set_retry(retry);
+            client.set_raw_encoding(encoding);
+            client.set_request_timeout(timeout);
+        }
+        if let Some(server) = lock(&self.inner.server).as_ref() {
+            server.set_raw_encoding(encoding);
         }
     }
 

@@ -153,7 +153,7 @@
 //! | `new IPCServer({path})`, `await server.start()` | [`Ipc::serve`]`(Some(path))`, [`Server::start`] | |
 //! | server `ready(address)` | [`ServerExt::on_start`] | |
 //! | server `error(error, connection)` | [`ServerExt::on_error`] | |
-//! | server `connect(connection, payload)` | `on("hello", …)` ([`ServerEvent::Hello`]: `hello.extras` is the payload); a check that may refuse: [`Server::on_hello`] | only clients that send a handshake raise it; every connection raises [`ServerExt::on_connect`] |
+//! | server `connect(connection, payload)` | [`ServerExt::on_handshake`] ([`ServerEvent::Hello`], `"hello"`); a check that may refuse: [`Server::on_hello`] | only clients that send a handshake raise it; every connection raises [`ServerExt::on_connect`] |
 //! | server `disconnect(connection, reason)` | [`ServerExt::on_disconnect`] ([`Socket::close_reason`]) | |
 //! | server `close()` | [`ServerExt::on_closed`] ([`ServerEvent::Closed`], `"closed"`) | node-ipc's per-connection `close` keeps its name |
 //! | server `message(message, connection)` | [`ServerExt::handle`]`("message", …)` | |

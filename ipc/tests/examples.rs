@@ -15,6 +15,9 @@ use std::time::Duration;
 mod broadcast;
 #[path = "../examples/cluster.rs"]
 mod cluster;
+#[path = "../examples/cluster_client.rs"]
+#[allow(dead_code)] // `main` visits a socket named on the command line
+mod cluster_client;
 #[path = "../examples/hello.rs"]
 #[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
 mod hello;
@@ -162,6 +165,48 @@ fn example_sync_mode() {
     run("sync_mode", sync_mode::main);
 }
 
+/// node-ipc's README cluster client, visiting a server that counts its
+/// `currentDate` messages.
+#[tokio::test]
+async fn example_cluster_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipc.sock");
+    let world = ipc::Ipc::new();
+    let server = world.serve(Some(&path)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ipc::ServerExt::handle(
+        &server,
+        "currentDate",
+        move |data: serde_json::Value, _, _| {
+            let _ = tx.send(data);
+        },
+    );
+    server.start().await.unwrap();
+    let hello = ipc::Ipc::new();
+    cluster_client::cluster_client(&hello, &path, Duration::from_millis(50), 3)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let data = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let date = data["message"].as_str().unwrap();
+        assert_eq!(date.len(), 24, "{date}");
+        assert!(date.ends_with('Z'), "{date}");
+    }
+    server.stop().await;
+    assert_eq!(cluster_client::iso(0, 0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        cluster_client::iso(951_782_400, 5),
+        "2000-02-29T00:00:00.005Z"
+    );
+    assert_eq!(
+        cluster_client::iso(1_764_633_600, 0),
+        "2025-12-02T00:00:00.000Z"
+    );
+}
+
 #[test]
 fn example_instances() {
     instances::main().unwrap();
@@ -183,6 +228,7 @@ fn every_example_is_covered() {
     let covered = [
         "broadcast",
         "cluster",
+        "cluster_client",
         "hello",
         "instances",
         "isdk",

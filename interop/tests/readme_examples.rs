@@ -222,8 +222,10 @@ async fn node_ipc_14_cluster_serves_rust_cluster_client() {
     .await
     .expect("the cluster did not create its socket");
     let ipc = ipc::Ipc::new();
-    cluster_client::cluster_client(&ipc, &path, Duration::from_millis(100), 3)
+    let visits = cluster_client::cluster_client(&ipc, &path, Duration::from_millis(100), 3);
+    tokio::time::timeout(T, visits)
         .await
+        .expect("three visits in time")
         .unwrap();
     let mut got = 0;
     let mut seen = Vec::new();

@@ -28,7 +28,8 @@ pub(crate) async fn main() -> Result<(), IpcError> {
 }
 
 /// The README's client: `visits` rounds, one every `every`; returns once
-/// the last visit has disconnected.
+/// the last visit has disconnected (it waits for a server as long as the
+/// retry policy does).
 pub(crate) async fn cluster_client(
     ipc: &Ipc,
     socket_path: &Path,
@@ -39,18 +40,20 @@ pub(crate) async fn cluster_client(
     let mut interval = tokio::time::interval(every);
     for _ in 0..visits {
         interval.tick().await;
-        let world = ipc.connect_to_with("world", Some(socket_path), connecting)?;
-        // ipc.disconnect('world') in the JS `connect` handler: a handler
-        // cannot wait, so the visit ends here, once the emit is queued.
-        world.connected().await?;
-        ipc.disconnect("world").await?;
+        ipc.connect_to_with("world", Some(socket_path), |world| connecting(ipc, world))?;
+        // (not in the JS) let this visit end before the next one
+        while ipc.of("world").is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     Ok(())
 }
 
-fn connecting(world: &Client) {
-    world.on_connect(|world| {
+fn connecting(ipc: &Ipc, world: &Client) {
+    let ipc = ipc.clone(); // let go when `disconnect` removes the handlers
+    world.on_connect(move |world| {
         let _ = world.try_emit("currentDate", &serde_json::json!({ "message": iso_now() }));
+        ipc.disconnect_detached("world");
     });
 }
 

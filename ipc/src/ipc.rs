@@ -543,6 +543,28 @@ impl Ipc {
         }
     }
 
+    /// node-ipc's synchronous `ipc.disconnect(id)`, for a callback that
+    /// cannot wait: removes `of(id)` at once and finishes
+    /// [`Client::disconnect`] on the current tokio runtime (messages
+    /// already queued are still written; whatever cannot be is logged).
+    /// Returns `false` for an unknown id, or outside a runtime (then
+    /// nothing is removed).
+    pub fn disconnect_detached(&self, id: &str) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let Some(client) = lock(&self.inner.of).remove(id) else {
+            return false;
+        };
+        let id = id.to_owned();
+        runtime.spawn(async move {
+            if let Err(e) = client.disconnect().await {
+                tracing::warn!(id, "disconnect: {e}");
+            }
+        });
+        true
+    }
+
     /// One line through `config.logger` (default: standard output),
     /// nothing when `config.silent`. For node-ipc's `ipc.log(a, b, c)`
     /// use [`log!`](crate::log!).

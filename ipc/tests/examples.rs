@@ -183,8 +183,10 @@ async fn example_cluster_client() {
     );
     server.start().await.unwrap();
     let hello = ipc::Ipc::new();
-    cluster_client::cluster_client(&hello, &path, Duration::from_millis(50), 3)
+    let visits = cluster_client::cluster_client(&hello, &path, Duration::from_millis(50), 3);
+    tokio::time::timeout(Duration::from_secs(30), visits)
         .await
+        .expect("three visits within 30 s")
         .unwrap();
     for _ in 0..3 {
         let data = tokio::time::timeout(Duration::from_secs(10), rx.recv())

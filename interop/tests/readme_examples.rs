@@ -1,12 +1,16 @@
 //! node-ipc's README examples against this crate's ports of them
 //! (`ipc/examples/`), both ways, with real node-ipc 14 processes running the
 //! JS originals (`interop/js/readme/`): world ↔ hello over a Unix socket,
-//! UDP world ↔ UDP hello over udp4.
+//! UDP world ↔ UDP hello over udp4, and the cluster server (node's cluster
+//! module) visited by the cluster client's port.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // udp_hello includes udp_world for its message type, exactly as it is built
 // on its own.
 #![allow(clippy::duplicate_mod)]
 
+#[path = "../../ipc/examples/cluster_client.rs"]
+#[allow(dead_code)]
+mod cluster_client;
 #[path = "../../ipc/examples/hello.rs"]
 #[allow(dead_code)]
 mod hello;
@@ -69,11 +73,16 @@ async fn finished(mut child: Child) -> String {
     }
 }
 
-/// Reads the output of a running node script until a line containing
-/// `mark`, bounded.
-async fn wait_for_line(child: &mut Child, mark: &str) -> Vec<String> {
-    let stdout = child.stdout.as_mut().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
+/// The standard output of a running node script, line by line.
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+fn lines(child: &mut Child) -> Lines {
+    BufReader::new(child.stdout.take().unwrap()).lines()
+}
+
+/// Reads a running node script's output until a line containing `mark`,
+/// bounded; returns the lines read.
+async fn wait_for_line(lines: &mut Lines, mark: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(T, async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -118,6 +127,7 @@ async fn node_ipc_14_world_answers_rust_hello() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut js = node("world.mjs", &[("IPC_SOCKET_ROOT", root(&dir))]);
+    let mut out = lines(&mut js);
     let socket = dir.path().join("app.world");
     tokio::time::timeout(T, async {
         while !socket.exists() {
@@ -132,7 +142,7 @@ async fn node_ipc_14_world_answers_rust_hello() {
     let answer = hello::first_answer(&client, T).await.unwrap();
     assert_eq!(answer, "hello world!");
     ipc.disconnect("world").await.unwrap();
-    let seen = wait_for_line(&mut js, "has disconnected").await;
+    let seen = wait_for_line(&mut out, "has disconnected").await;
     assert!(
         seen.iter().any(|l| l.contains("got a message :  hello")),
         "{seen:?}"
@@ -174,7 +184,8 @@ async fn node_ipc_14_udp_world_answers_rust_udp_hello() {
     }
     let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
     let mut js = node("udp-world.mjs", &[("IPC_NETWORK_PORT", port.to_string())]);
-    wait_for_line(&mut js, "123").await;
+    let mut out = lines(&mut js);
+    wait_for_line(&mut out, "123").await;
     let ipc = ipc::Ipc::new();
     ipc.configure(|c| c.network_port = port);
     let me = udp_hello::udp_hello(&ipc, 0).unwrap();
@@ -184,5 +195,45 @@ async fn node_ipc_14_udp_world_answers_rust_udp_hello() {
     assert_eq!(answer.from, "world");
     assert_eq!(answer.message, "Hello world!");
     me.stop().await;
+    js.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn node_ipc_14_cluster_serves_rust_cluster_client() {
+    if !require_peer(FLAVOR) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipc.sock");
+    // The primary forks one worker per CPU; killing it (by its handle, at
+    // the end or on drop) closes their channel and node's cluster workers
+    // exit with it.
+    let mut js = node(
+        "cluster-server.mjs",
+        &[("IPC_SOCKET_PATH", path.display().to_string())],
+    );
+    let mut out = lines(&mut js);
+    wait_for_line(&mut out, "listening on").await;
+    tokio::time::timeout(T, async {
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the cluster did not create its socket");
+    let ipc = ipc::Ipc::new();
+    let visits = cluster_client::cluster_client(&ipc, &path, Duration::from_millis(100), 3);
+    tokio::time::timeout(T, visits)
+        .await
+        .expect("three visits in time")
+        .unwrap();
+    let mut got = 0;
+    let mut seen = Vec::new();
+    while got < 3 {
+        let more = wait_for_line(&mut out, "got:").await;
+        got += more.iter().filter(|l| l.contains("got:")).count();
+        seen.extend(more);
+    }
+    assert!(seen.iter().any(|l| l.contains("message:")), "{seen:?}");
     js.kill().await.unwrap();
 }

@@ -142,6 +142,14 @@ pub trait ServerExt {
 
     /// `closed`: the server stopped (isdk's server `close`).
     fn on_closed(&self, f: impl Fn() + Send + Sync + 'static) -> HandlerId;
+
+    /// isdk's `connect(connection, payload)`: a client introduced itself
+    /// with `ipcx.hello` (and was welcomed); `payload` is its `extras`
+    /// (`ext.payload` on the client; JSON `null` when it sent none).
+    fn on_handshake(
+        &self,
+        f: impl Fn(&Socket, &serde_json::Value) + Send + Sync + 'static,
+    ) -> HandlerId;
 }
 
 impl ServerExt for Server {
@@ -295,6 +303,17 @@ impl ServerExt for Server {
         self.on("closed", move |ev| {
             if let ServerEvent::Closed = ev {
                 f()
+            }
+        })
+    }
+
+    fn on_handshake(
+        &self,
+        f: impl Fn(&Socket, &serde_json::Value) + Send + Sync + 'static,
+    ) -> HandlerId {
+        self.on("hello", move |ev| {
+            if let ServerEvent::Hello { socket, hello } = ev {
+                f(socket, &hello.extras)
             }
         })
     }

@@ -223,17 +223,27 @@ impl Ipc {
     }
 
     /// Changes the configuration (`ipc.config.x = …`). The run-time keys
-    /// `retry`, `maxRetries`, `stopRetrying` and `retryBackoff` also reach
-    /// every client in `of` at once, as in node-ipc; other keys apply to
+    /// `retry`, `maxRetries`, `stopRetrying`, `retryBackoff`, `encoding`
+    /// and `ext.requestTimeout` also reach every client in `of` (and
+    /// `encoding` the server) at once, as in node-ipc; other keys apply to
     /// clients and servers created afterwards.
     pub fn configure(&self, f: impl FnOnce(&mut Config)) {
-        let retry = {
+        let (retry, encoding, timeout) = {
             let mut c = self.inner.config.write().unwrap_or_else(|p| p.into_inner());
             f(&mut c);
-            c.retry_config()
+            (
+                c.retry_config(),
+                c.encoding,
+                Duration::from_millis(c.ext.request_timeout),
+            )
         };
         for client in lock(&self.inner.of).values() {
             client.set_retry(retry);
+            client.set_raw_encoding(encoding);
+            client.set_request_timeout(timeout);
+        }
+        if let Some(server) = lock(&self.inner.server).as_ref() {
+            server.set_raw_encoding(encoding);
         }
     }
 
@@ -531,6 +541,28 @@ impl Ipc {
                 Ok(true)
             }
         }
+    }
+
+    /// node-ipc's synchronous `ipc.disconnect(id)`, for a callback that
+    /// cannot wait: removes `of(id)` at once and finishes
+    /// [`Client::disconnect`] on the current tokio runtime (messages
+    /// already queued are still written; whatever cannot be is logged).
+    /// Returns `false` for an unknown id, or outside a runtime (then
+    /// nothing is removed).
+    pub fn disconnect_detached(&self, id: &str) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        let Some(client) = lock(&self.inner.of).remove(id) else {
+            return false;
+        };
+        let id = id.to_owned();
+        runtime.spawn(async move {
+            if let Err(e) = client.disconnect().await {
+                tracing::warn!(id, "disconnect: {e}");
+            }
+        });
+        true
     }
 
     /// One line through `config.logger` (default: standard output),

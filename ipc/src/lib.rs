@@ -75,7 +75,7 @@
 //! | `ipc.log(a, b, c)` | [`log!`]`(ipc, a, b, c)`; [`Ipc::log`] (one line), [`Ipc::log_value`], [`Ipc::logger`] | arguments must be serializable; objects print as `util.inspect` does |
 //! | `ipc.connectTo(id, path?, cb?)` | [`Ipc::connect_to`], [`Ipc::connect_to_with`] | `cb` gets the client (`ipc.of[id]`, already stored); a live `id` connected elsewhere is [`IpcError::IdInUse`] instead of being silently reused |
 //! | `ipc.connectToNet(id, host?, port?, cb?)` | [`Ipc::connect_to_net`], [`Ipc::connect_to_net_with`] | TLS when `config.tls` is set |
-//! | `ipc.disconnect(id)` | [`Ipc::disconnect`] (async) | reports messages it could not deliver |
+//! | `ipc.disconnect(id)` | [`Ipc::disconnect`] (async); from a callback: [`Ipc::disconnect_detached`] | reports (or logs) messages it could not deliver |
 //! | `ipc.serve(path?, cb?)` | [`Ipc::serve`]`(Option<&Path>)`; `cb` = [`ServerExt::on_start`] | the server is returned; call [`Server::start`] |
 //! | `ipc.serveNet(host?, port?, udpType?, cb?)` | [`Ipc::serve_net`]`(`[`ServeNet`]`::tcp()/udp4()/udp6().host(h).port(p))`; the JS argument juggling: [`ServeNet::from_js_args`] | port `0` = any free port |
 //! | `server.listen(handle)` (cluster) | [`Ipc::serve_listener`] | |
@@ -154,7 +154,7 @@
 //! | `new IPCServer({path})`, `await server.start()` | [`Ipc::serve`]`(Some(path))`, [`Server::start`] | |
 //! | server `ready(address)` | [`ServerExt::on_start`] | |
 //! | server `error(error, connection)` | [`ServerExt::on_error`] | |
-//! | server `connect(connection, payload)` | `on("hello", …)` ([`ServerEvent::Hello`]: `hello.extras` is the payload); a check that may refuse: [`Server::on_hello`] | only clients that send a handshake raise it; every connection raises [`ServerExt::on_connect`] |
+//! | server `connect(connection, payload)` | [`ServerExt::on_handshake`] ([`ServerEvent::Hello`], `"hello"`); a check that may refuse: [`Server::on_hello`] | only clients that send a handshake raise it; every connection raises [`ServerExt::on_connect`] |
 //! | server `disconnect(connection, reason)` | [`ServerExt::on_disconnect`] ([`Socket::close_reason`]) | |
 //! | server `close()` | [`ServerExt::on_closed`] ([`ServerEvent::Closed`], `"closed"`) | node-ipc's per-connection `close` keeps its name |
 //! | server `message(message, connection)` | [`ServerExt::handle`]`("message", …)` | |

@@ -17,6 +17,9 @@ mod broadcast;
 #[cfg(unix)]
 #[path = "../examples/cluster.rs"]
 mod cluster;
+#[path = "../examples/cluster_client.rs"]
+#[allow(dead_code)] // `main` visits a socket named on the command line
+mod cluster_client;
 #[path = "../examples/hello.rs"]
 #[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
 mod hello;
@@ -165,6 +168,51 @@ fn example_sync_mode() {
 }
 
 #[cfg(unix)]
+/// node-ipc's README cluster client, visiting a server that counts its
+/// `currentDate` messages.
+#[tokio::test]
+async fn example_cluster_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ipc.sock");
+    let world = ipc::Ipc::new();
+    let server = world.serve(Some(&path)).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    ipc::ServerExt::handle(
+        &server,
+        "currentDate",
+        move |data: serde_json::Value, _, _| {
+            let _ = tx.send(data);
+        },
+    );
+    server.start().await.unwrap();
+    let hello = ipc::Ipc::new();
+    let visits = cluster_client::cluster_client(&hello, &path, Duration::from_millis(50), 3);
+    tokio::time::timeout(Duration::from_secs(30), visits)
+        .await
+        .expect("three visits within 30 s")
+        .unwrap();
+    for _ in 0..3 {
+        let data = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let date = data["message"].as_str().unwrap();
+        assert_eq!(date.len(), 24, "{date}");
+        assert!(date.ends_with('Z'), "{date}");
+    }
+    server.stop().await;
+    assert_eq!(cluster_client::iso(0, 0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(
+        cluster_client::iso(951_782_400, 5),
+        "2000-02-29T00:00:00.005Z"
+    );
+    assert_eq!(
+        cluster_client::iso(1_764_633_600, 0),
+        "2025-12-02T00:00:00.000Z"
+    );
+}
+
+#[cfg(unix)]
 #[test]
 fn example_instances() {
     instances::main().unwrap();
@@ -186,6 +234,7 @@ fn every_example_is_covered() {
     let covered = [
         "broadcast",
         "cluster",
+        "cluster_client",
         "hello",
         "instances",
         "isdk",

@@ -481,10 +481,8 @@ async fn isdk_payload_request_timeout_typed_answers_and_closed() {
     let world = instance(dir.path(), "world");
     let server = world.serve(None).unwrap();
     let (hello_tx, mut hello_rx) = tokio::sync::mpsc::unbounded_channel();
-    server.on("hello", move |ev| {
-        if let ServerEvent::Hello { hello, .. } = ev {
-            let _ = hello_tx.send(hello.extras.clone());
-        }
+    server.on_handshake(move |_, payload| {
+        let _ = hello_tx.send(payload.clone());
     });
     server.on_request(|req| {
         let q: String = req.data().unwrap_or_default();

@@ -564,7 +564,9 @@ impl Client {
     /// Stops the client: no reconnect, no further events to handlers (they
     /// are removed first, as node-ipc 14 does). Messages already queued are
     /// written first when connected, within `close_timeout`; whatever could
-    /// not be written is reported as `Err(Undelivered)`.
+    /// not be written is reported as `Err(Undelivered)`. The connection is
+    /// then shut down cleanly (TLS: `close_notify`), waiting up to 2 s
+    /// (at most `close_timeout`) for the server to close its side.
     pub async fn disconnect(&self) -> Result<(), ClientError> {
         self.inner.events.handlers().clear();
         self.inner.closing.store(true, Ordering::SeqCst);

@@ -637,6 +637,7 @@ async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
         }
     };
     opts["role"] = json!("server");
+    let again = opts.clone();
     let setup = async {
         let mut node = spawn_js(opts, &format!("net-ipc server {}", net.label())).await?;
         js_event(&mut node, "ready").await?;
@@ -773,6 +774,41 @@ async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
         PEER,
         net.label(),
         &cell("our client: survey, broadcast"),
+        res,
+    );
+
+    // END with reconnect: the server goes away, a new one comes up on the
+    // same endpoint, and our client returns with the id it was given (net-ipc
+    // servers keep a truthy id). The delays are net-ipc's; the number of
+    // attempts is not limited here, as starting Node may take a while.
+    let res = bounded(async {
+        let id = client.session_id().unwrap_or_default();
+        client.set_retry(RetryConfig {
+            max_retries: ipc_client::MaxRetries::Unlimited,
+            ..RetryConfig::net_ipc()
+        });
+        node.send(&json!({"op": "close", "allowReconnect": true}))
+            .await
+            .map_err(s)?;
+        js_event(&mut node, "close").await?;
+        node.kill().await;
+        node = spawn_js(
+            again.clone(),
+            &format!("net-ipc server {} again", net.label()),
+        )
+        .await?;
+        js_event(&mut node, "ready").await?;
+        let ev = js_event(&mut node, "connect").await?;
+        check(
+            !id.is_empty() && ev["id"] == json!(id) && ev["extras"] == json!({"token": "rs"}),
+            || format!("reconnected as {ev}, want id {id}"),
+        )
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: END with reconnect keeps id"),
         res,
     );
 

@@ -74,6 +74,15 @@
 //! * net-ipc keeps its request table and drain queue on the prototype,
 //!   shared by every connection of a process; correlation still works
 //!   because nonces are random.
+//! * Detection looks at 3 bytes: `GET` (no space) as net-ipc does. net-ipc
+//!   loses an upgrade request whose header block arrives in several reads
+//!   (it answers `418`); ours buffers it.
+//! * Client retries: after the 3rd failed retry net-ipc waits one more
+//!   delay (`min(500·4, 10 000)` ms) before it reports `close`; ours
+//!   ([`retry_delay`], `RetryConfig::net_ipc` in `ipc-client`) gives up
+//!   at once.
+//! * net-ipc reads a packet only once at least 2 bytes are buffered; every
+//!   real packet is longer, so this never shows.
 
 use std::time::Duration;
 

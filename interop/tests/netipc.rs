@@ -459,8 +459,8 @@ async fn client_close(net: Net) -> Result<(), String> {
     Ok(())
 }
 
-/// node-ipc 12 and net-ipc clients on one endpoint at the same time.
-async fn mixed(net: Net) -> Result<(), String> {
+/// node-ipc and net-ipc clients on one endpoint at the same time.
+async fn mixed(net: Net, flavor: Flavor) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
     let (server, mut events, local) = rust_server(endpoint(net, dir.path())).await?;
     let mut opts = js_target(&local)?;
@@ -476,7 +476,7 @@ async fn mixed(net: Net) -> Result<(), String> {
         },
         other => return Err(format!("unexpected endpoint {other}")),
     };
-    let spec = PeerSpec::client(Flavor::V12, transport).listen(["message"]);
+    let spec = PeerSpec::client(flavor, transport).listen(["message"]);
     let mut nodeipc = NodePeer::spawn(&spec).await.map_err(s)?;
     nodeipc.ready(T).await.map_err(s)?;
     next_event(&mut events, "node-ipc connect", |e| {
@@ -535,13 +535,15 @@ async fn netipc_and_nodeipc_together() {
             "client close",
             bounded(client_close(net)).await,
         );
-        if m.require(Flavor::V12) {
-            m.outcome(
-                "net-ipc-2.2.2+node-ipc-12",
-                net.label(),
-                "one endpoint, both protocols",
-                bounded(mixed(net)).await,
-            );
+        for flavor in [Flavor::V9, Flavor::V12, Flavor::V14Fast] {
+            if m.require(flavor) {
+                m.outcome(
+                    &format!("net-ipc-2.2.2+{}", flavor.label()),
+                    net.label(),
+                    "one endpoint, both protocols",
+                    bounded(mixed(net, flavor)).await,
+                );
+            }
         }
     }
     m.finish();

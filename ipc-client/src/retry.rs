@@ -1,4 +1,4 @@
-//! node-ipc's reconnect policy, bit for bit (SPEC §3.6), plus an opt-in
+//! node-ipc's reconnect policy, bit for bit (`docs/protocol.md` §3.6), plus an opt-in
 //! jittered exponential backoff.
 //!
 //! The policy is a small state machine with no clock: the client's supervisor

@@ -1,4 +1,5 @@
-//! # ipc-proto — node-ipc's wire protocol, sans I/O
+#![doc = include_str!("../README.md")]
+//! ## ipc-proto — node-ipc's wire protocol, sans I/O
 //!
 //! **Owns:** every protocol decision of the workspace: the `{"type":…,"data":…}`
 //! envelope and its byte-exact JSON encoding, delimiter framing, the `raw`,
@@ -136,7 +137,7 @@ pub mod design {
     //! ## Deviations from node-ipc, on purpose
     //!
     //! * `fast` fails closed on frames that crash node-ipc 12/14 (non-object
-    //!   root, missing or non-string `type`) — SPEC §9.4.
+    //!   root, missing or non-string `type`) — `docs/protocol.md` §8 item 3.
     //! * Every framed profile bounds the partial frame (`max_partial_bytes`,
     //!   64 MiB), node-ipc fast does not.
     //! * Integers beyond 2^53 are written with all their digits (see

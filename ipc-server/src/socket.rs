@@ -28,6 +28,8 @@ pub(crate) struct SocketInner {
     pub(crate) topics: Mutex<BTreeSet<String>>,
     /// Set once the first bytes showed a net-ipc client.
     pub(crate) net_ipc: std::sync::atomic::AtomicBool,
+    /// Why the connection is closing, once known.
+    pub(crate) close_reason: Mutex<Option<String>>,
 }
 
 /// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
@@ -57,7 +59,7 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(crate) fn new(id: u64, peer: PeerInfo, link: Link, cancel: CancellationToken) -> Socket {
-        let label = format!("#{id} {}", peer.addr);
+        let label = format!("#{id} {peer}");
         Socket {
             inner: Arc::new(SocketInner {
                 id,
@@ -68,6 +70,7 @@ impl Socket {
                 peer_id: Mutex::new(None),
                 topics: Mutex::new(BTreeSet::new()),
                 net_ipc: std::sync::atomic::AtomicBool::new(false),
+                close_reason: Mutex::new(None),
             }),
         }
     }
@@ -82,7 +85,8 @@ impl Socket {
         &self.inner.peer
     }
 
-    /// A readable label: `#<id> <address>`.
+    /// A readable label: `#<id> <address>`, with the pid/uid/gid a Unix
+    /// peer's kernel reported.
     pub fn label(&self) -> &str {
         &self.inner.label
     }
@@ -106,6 +110,28 @@ impl Socket {
     /// Everything it is sent is translated to net-ipc packets.
     pub fn is_net_ipc(&self) -> bool {
         self.inner.net_ipc.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Why the connection closed or is closing, when a reason was given:
+    /// the peer's `ipcx.end` reason (isdk's `close(reason)` /
+    /// `destroy(reason)`), or the server's own (`Server::close`). Read it
+    /// in `socket.disconnected`.
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records why the connection is closing (the first reason wins).
+    pub(crate) fn set_close_reason(&self, reason: String) {
+        let mut r = self
+            .inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        r.get_or_insert(reason);
     }
 
     /// Whether the connection is still open for sending.
@@ -210,7 +236,7 @@ impl Socket {
         }
     }
 
-    /// Sends a request to this client and waits for its answer (SPEC §5.4;
+    /// Sends a request to this client and waits for its answer (`docs/protocol.md` §5;
     /// `timeout` zero = none). Fails with `ERR_IPC_NOT_CONNECTED` as soon as
     /// the connection ends.
     pub async fn request<T: Serialize + ?Sized>(

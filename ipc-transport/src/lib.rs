@@ -1,4 +1,5 @@
-//! # ipc-transport — where node-ipc peers meet
+#![doc = include_str!("../README.md")]
+//! ## ipc-transport — where node-ipc peers meet
 //!
 //! **Owns:** endpoints (where to listen or connect), connected byte streams,
 //! listeners and datagram sockets for every transport node-ipc has: Unix
@@ -35,6 +36,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A Windows named pipe has no half-close: shutting a pipe stream's write
+//! half down closes the whole pipe once what was written has gone out, so
+//! the peer reads it and then end-of-stream (see `PipeStream`, Windows
+//! only).
+//!
 //! ## Secure defaults
 //!
 //! Unix socket files are made owner-only (0600) right after binding unless
@@ -49,6 +55,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod assured;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod endpoint;
 mod error;
 mod keepalive;
@@ -74,6 +82,8 @@ pub use listener::{
 };
 pub use stream::{PeerAddr, PeerCred, PeerInfo, ReadHalf, Stream, StreamKind, WriteHalf};
 
+#[cfg(windows)]
+pub use pipe::PipeStream;
 #[cfg(feature = "tls")]
 pub use tls::{NodeTlsOptions, PemSource, TlsClientConfig, TlsServerConfig};
 #[cfg(feature = "udp")]

@@ -330,9 +330,15 @@ fn verify() -> Result<(), String> {
 fn run_tests() -> Result<(), String> {
     let cells = cells_file();
     let _ = fs::remove_file(&cells);
+    // The examples suite drives the `nipc` binary.
+    run(cargo().args(["build", "-p", "ipc", "--features", "cli", "--bin", "nipc"]))?;
+    let nipc = target_dir()
+        .join("debug")
+        .join(format!("nipc{}", env::consts::EXE_SUFFIX));
     let result = run(cargo()
         .args(["test", "-p", "ipc-interop", "--all-features"])
-        .env("IPC_INTEROP_CELLS", &cells));
+        .env("IPC_INTEROP_CELLS", &cells)
+        .env("IPC_INTEROP_NIPC", &nipc));
     print_matrix(&cells);
     result
 }

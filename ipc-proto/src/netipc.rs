@@ -58,7 +58,7 @@
 //! MESSAGE whose `d` is the node-ipc envelope `{"type":…,"data":…}`, so
 //! nothing is lost and a net-ipc program can dispatch on `type`.
 //!
-//! ## Differences from the description in SPEC §5.2 (the real peer wins)
+//! ## Details of net-ipc's behaviour that are easy to get wrong
 //!
 //! * The server's CONNECTION reply echoes the request's `n` (there is none
 //!   in practice) and carries `compress`/`messagepack` only as
@@ -1037,7 +1037,7 @@ mod tests {
     }
 
     #[test]
-    fn length_prefix_vectors_of_the_spec() {
+    fn length_prefix_vectors() {
         for (len, expect) in [
             (5usize, "85"),
             (127, "ff"),

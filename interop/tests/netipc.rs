@@ -459,8 +459,8 @@ async fn client_close(net: Net) -> Result<(), String> {
     Ok(())
 }
 
-/// node-ipc 12 and net-ipc clients on one endpoint at the same time.
-async fn mixed(net: Net) -> Result<(), String> {
+/// node-ipc and net-ipc clients on one endpoint at the same time.
+async fn mixed(net: Net, flavor: Flavor) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
     let (server, mut events, local) = rust_server(endpoint(net, dir.path())).await?;
     let mut opts = js_target(&local)?;
@@ -476,7 +476,7 @@ async fn mixed(net: Net) -> Result<(), String> {
         },
         other => return Err(format!("unexpected endpoint {other}")),
     };
-    let spec = PeerSpec::client(Flavor::V12, transport).listen(["message"]);
+    let spec = PeerSpec::client(flavor, transport).listen(["message"]);
     let mut nodeipc = NodePeer::spawn(&spec).await.map_err(s)?;
     nodeipc.ready(T).await.map_err(s)?;
     next_event(&mut events, "node-ipc connect", |e| {
@@ -535,13 +535,15 @@ async fn netipc_and_nodeipc_together() {
             "client close",
             bounded(client_close(net)).await,
         );
-        if m.require(Flavor::V12) {
-            m.outcome(
-                "net-ipc-2.2.2+node-ipc-12",
-                net.label(),
-                "one endpoint, both protocols",
-                bounded(mixed(net)).await,
-            );
+        for flavor in [Flavor::V9, Flavor::V12, Flavor::V14Fast] {
+            if m.require(flavor) {
+                m.outcome(
+                    &format!("net-ipc-2.2.2+{}", flavor.label()),
+                    net.label(),
+                    "one endpoint, both protocols",
+                    bounded(mixed(net, flavor)).await,
+                );
+            }
         }
     }
     m.finish();
@@ -637,6 +639,7 @@ async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
         }
     };
     opts["role"] = json!("server");
+    let again = opts.clone();
     let setup = async {
         let mut node = spawn_js(opts, &format!("net-ipc server {}", net.label())).await?;
         js_event(&mut node, "ready").await?;
@@ -773,6 +776,41 @@ async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
         PEER,
         net.label(),
         &cell("our client: survey, broadcast"),
+        res,
+    );
+
+    // END with reconnect: the server goes away, a new one comes up on the
+    // same endpoint, and our client returns with the id it was given (net-ipc
+    // servers keep a truthy id). The delays are net-ipc's; the number of
+    // attempts is not limited here, as starting Node may take a while.
+    let res = bounded(async {
+        let id = client.session_id().unwrap_or_default();
+        client.set_retry(RetryConfig {
+            max_retries: ipc_client::MaxRetries::Unlimited,
+            ..RetryConfig::net_ipc()
+        });
+        node.send(&json!({"op": "close", "allowReconnect": true}))
+            .await
+            .map_err(s)?;
+        js_event(&mut node, "close").await?;
+        node.kill().await;
+        node = spawn_js(
+            again.clone(),
+            &format!("net-ipc server {} again", net.label()),
+        )
+        .await?;
+        js_event(&mut node, "ready").await?;
+        let ev = js_event(&mut node, "connect").await?;
+        check(
+            !id.is_empty() && ev["id"] == json!(id) && ev["extras"] == json!({"token": "rs"}),
+            || format!("reconnected as {ev}, want id {id}"),
+        )
+    })
+    .await;
+    m.outcome(
+        PEER,
+        net.label(),
+        &cell("our client: END with reconnect keeps id"),
         res,
     );
 

@@ -58,7 +58,7 @@
 //! MESSAGE whose `d` is the node-ipc envelope `{"type":…,"data":…}`, so
 //! nothing is lost and a net-ipc program can dispatch on `type`.
 //!
-//! ## Differences from the description in SPEC §5.2 (the real peer wins)
+//! ## Details of net-ipc's behaviour that are easy to get wrong
 //!
 //! * The server's CONNECTION reply echoes the request's `n` (there is none
 //!   in practice) and carries `compress`/`messagepack` only as
@@ -74,6 +74,15 @@
 //! * net-ipc keeps its request table and drain queue on the prototype,
 //!   shared by every connection of a process; correlation still works
 //!   because nonces are random.
+//! * Detection looks at 3 bytes: `GET` (no space) as net-ipc does. net-ipc
+//!   loses an upgrade request whose header block arrives in several reads
+//!   (it answers `418`); ours buffers it.
+//! * Client retries: after the 3rd failed retry net-ipc waits one more
+//!   delay (`min(500·4, 10 000)` ms) before it reports `close`; ours
+//!   ([`retry_delay`], `RetryConfig::net_ipc` in `ipc-client`) gives up
+//!   at once.
+//! * net-ipc reads a packet only once at least 2 bytes are buffered; every
+//!   real packet is longer, so this never shows.
 
 use std::time::Duration;
 
@@ -1028,7 +1037,7 @@ mod tests {
     }
 
     #[test]
-    fn length_prefix_vectors_of_the_spec() {
+    fn length_prefix_vectors() {
         for (len, expect) in [
             (5usize, "85"),
             (127, "ff"),

@@ -26,6 +26,8 @@ pub(crate) struct SocketInner {
     pub(crate) cancel: CancellationToken,
     pub(crate) peer_id: Mutex<Option<String>>,
     pub(crate) topics: Mutex<BTreeSet<String>>,
+    /// Set once the first bytes showed a net-ipc client.
+    pub(crate) net_ipc: std::sync::atomic::AtomicBool,
     /// Why the connection is closing, once known.
     pub(crate) close_reason: Mutex<Option<String>>,
 }
@@ -67,6 +69,7 @@ impl Socket {
                 cancel,
                 peer_id: Mutex::new(None),
                 topics: Mutex::new(BTreeSet::new()),
+                net_ipc: std::sync::atomic::AtomicBool::new(false),
                 close_reason: Mutex::new(None),
             }),
         }
@@ -100,6 +103,13 @@ impl Socket {
 
     pub(crate) fn set_peer_id(&self, id: String) {
         *self.inner.peer_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// Whether this peer speaks net-ipc (known once it sent its first
+    /// bytes; see [`ServerConfig::net_ipc`](crate::ServerConfig::net_ipc)).
+    /// Everything it is sent is translated to net-ipc packets.
+    pub fn is_net_ipc(&self) -> bool {
+        self.inner.net_ipc.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Why the connection closed or is closing, when a reason was given:

@@ -94,6 +94,7 @@ async fn net_ipc_client_does_everything_in_both_body_formats() {
             unreachable!()
         };
         assert_eq!(hello.extras, json!({"token": "abc"}));
+        assert!(socket.is_net_ipc());
         assert_eq!(hello.id, None, "a first connection has no id");
 
         let r = client.request(&json!([1, "two"]), CALL).await.unwrap();
@@ -321,6 +322,8 @@ async fn survey_and_broadcast_reach_node_ipc_and_net_ipc_clients_alike() {
     })
     .await
     .unwrap();
+    let kinds: Vec<bool> = server.sockets().iter().map(|s| s.is_net_ipc()).collect();
+    assert_eq!(kinds, [true, false]);
 
     let mut answers: Vec<Value> = server
         .survey(&"who?", CALL)

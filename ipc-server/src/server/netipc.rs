@@ -116,6 +116,10 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    socket
+        .inner
+        .net_ipc
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let (near, far) = tokio::io::duplex(PIPE_BYTES);
     let (near_rd, near_wr) = tokio::io::split(near);
     let bridge = Bridge {

@@ -70,7 +70,7 @@ impl Keepalive {
     }
 
     #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
-    fn params(&self) -> socket2::TcpKeepalive {
+    pub(crate) fn params(&self) -> socket2::TcpKeepalive {
         let ka = socket2::TcpKeepalive::new().with_time(self.time);
         #[cfg(any(
             target_os = "android",

@@ -1,4 +1,5 @@
-//! # ipc-transport — where node-ipc peers meet
+#![doc = include_str!("../README.md")]
+//! ## ipc-transport — where node-ipc peers meet
 //!
 //! **Owns:** endpoints (where to listen or connect), connected byte streams,
 //! listeners and datagram sockets for every transport node-ipc has: Unix
@@ -54,6 +55,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod assured;
+#[cfg(feature = "blocking")]
+pub mod blocking;
 mod endpoint;
 mod error;
 mod keepalive;

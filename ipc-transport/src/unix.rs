@@ -43,7 +43,7 @@ pub fn current_euid() -> u32 {
 }
 
 /// Prepares node-ipc 14's secure socket root before a server binds `path`
-/// (SPEC §2.1): when `path` lies inside `root`, the root is created with
+/// (`docs/protocol.md` §2.1): when `path` lies inside `root`, the root is created with
 /// mode 0700 if missing; when `secure` is true an existing root must be a
 /// real directory (not a symlink) owned by this user, and group/other
 /// permission bits are removed.
@@ -108,7 +108,7 @@ pub fn prepare_socket_root(path: &Path, root: &Path, secure: bool) -> Result<(),
     Ok(())
 }
 
-/// Client-side ownership check of a local endpoint (SPEC §2.1, item 4):
+/// Client-side ownership check of a local endpoint (`docs/protocol.md` §2.1, item 4):
 /// `path` must be a socket (not a symlink) owned by this user or by root,
 /// and its directory a real directory owned by this user or by root that
 /// nobody else can write to. Call it before [`crate::connect`] when the
@@ -172,7 +172,7 @@ pub fn verify_socket_owner(path: &Path) -> Result<(), TransportError> {
     Ok(())
 }
 
-fn kind_name(ft: &fs::FileType) -> &'static str {
+pub(crate) fn kind_name(ft: &fs::FileType) -> &'static str {
     if ft.is_symlink() {
         "symlink"
     } else if ft.is_dir() {
@@ -188,7 +188,7 @@ fn kind_name(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// Makes `path` free for binding (SPEC §2.1 unlink rule plus liveness probe):
+/// Makes `path` free for binding (`docs/protocol.md` §2.1 unlink rule plus liveness probe):
 /// nothing there → fine; not a socket (symlinks included, never followed) →
 /// [`TransportError::UnlinkNotSocket`]; a socket a live server accepts on →
 /// [`TransportError::AddressInUse`] unless `mode` is [`UnlinkMode::Force`];
@@ -266,7 +266,7 @@ pub(crate) struct SocketFileGuard {
 }
 
 impl SocketFileGuard {
-    fn new(path: &Path) -> Option<Self> {
+    pub(crate) fn new(path: &Path) -> Option<Self> {
         let meta = fs::symlink_metadata(path).ok()?;
         Some(SocketFileGuard {
             path: path.to_owned(),

@@ -52,8 +52,10 @@ use serde_json::{json, Value};
 use crate::{cargo, interop, root, run};
 
 /// Every subject, in table order; `ours` is this project.
-const SUBJECTS: [&str; 7] = [
+const SUBJECTS: [&str; 9] = [
     "ours",
+    "ours-ct",
+    "blocking",
     "node14-fast",
     "node14-guarded",
     "node9",
@@ -65,6 +67,8 @@ const SUBJECTS: [&str; 7] = [
 fn describe(subject: &str) -> &'static str {
     match subject {
         "ours" => "this project (ipc-client + ipc-server)",
+        "ours-ct" => "this project, W3 on a current-thread runtime",
+        "blocking" => "this project's blocking client + server (no runtime)",
         "node14-fast" => "node-ipc 14.0.0 JS, fast parser, Node 22",
         "node14-guarded" => "node-ipc 14.0.0 JS, guarded parser, Node 22",
         "node9" => "node-ipc 9.2.1 JS, Node 20",
@@ -192,6 +196,14 @@ const CASES: [Case; 10] = [
 fn runs_case(subject: &str, case: &Case) -> bool {
     if matches!(case.transport, "tls" | "udp4") {
         return matches!(subject, "ours" | "serde" | "raw");
+    }
+    // W3's broadcast on a current-thread runtime (`ours` runs it on the
+    // multi-threaded one); the blocking subject holds no idle connections.
+    if subject == "ours-ct" {
+        return case.workload == "w3";
+    }
+    if subject == "blocking" && case.workload == "w4" {
+        return false;
     }
     !(case.workload == "w4" && (subject == "serde" || subject == "node14-guarded"))
 }

@@ -1,6 +1,8 @@
+#![doc = include_str!("../README.md")]
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! * `test` — the project's test command: every crate's tests with all
+//! * `test` — the project's test command: the documentation build
+//!   (`cargo doc`, warnings denied), every crate's tests with all
 //!   features, the Windows cross-check when its target is installed (required
 //!   under `CI=true`), then the node-ipc interop suite when Node and npm are
 //!   available (required under `CI=true`; otherwise a missing Node prints a
@@ -113,6 +115,11 @@ fn test() -> Result<(), String> {
             "xtask: NOTICE: skipping the Windows check (`rustup target add {WIN}` and Debian's gcc-mingw-w64-x86-64 enable it)"
         );
     }
+    // The documentation builds without a warning (broken intra-doc links,
+    // bad HTML, crate pages from the READMEs); reported with the tests.
+    let docs = run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"));
     // The interop crate runs last, after its Node setup; it runs even when
     // the workspace tests failed, so one run reports both.
     let workspace = run(cargo().args([
@@ -123,10 +130,14 @@ fn test() -> Result<(), String> {
         "ipc-interop",
     ]));
     let interop = interop::interop_for_test();
-    match (workspace, interop) {
-        (Ok(()), Ok(())) => Ok(()),
-        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-        (Err(w), Err(i)) => Err(format!("{w}\nxtask: {i}")),
+    let failed: Vec<String> = [docs, workspace, interop]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\nxtask: "))
     }
 }
 

@@ -22,7 +22,9 @@
 //!
 //! Subjects: `raw` (bytes counted at the delimiter), `serde` (a
 //! `serde_json` parse per frame), `rs14` (the `node-ipc` 14.0.0
-//! crate, blocking) and `ours` (this project's client and server).
+//! crate, blocking), `ours` (this project's client and server), `ours-ct`
+//! (the same with the server on a current-thread runtime) and
+//! `blocking` (this project's blocking client and server).
 //!
 //! Every line on stdout is one JSON object: `{"ev":"ready"}` once a server
 //! listens, then result events (`sent`, `done`, `start`, `accepted`). Times
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ipc_benches::{standard_frame, STANDARD_PAYLOAD};
 use serde_json::{json, Value};
 
+mod blocking;
 mod ours;
 mod raw;
 mod rs14;
@@ -183,7 +186,11 @@ fn read_ca(path: &Path) -> Result<String, String> {
 /// one connection (W1, W2) runs on one thread, with no cross-thread
 /// wake-ups; fan-out and many connections run on the multi-threaded one.
 fn runtime(args: &Args) -> Result<tokio::runtime::Runtime, String> {
-    if matches!(args.workload.as_str(), "w1" | "w2") {
+    // `ours-ct`: this project's server on one thread (W3's broadcast on a
+    // current-thread runtime); its clients run as `ours`'s do.
+    if matches!(args.workload.as_str(), "w1" | "w2")
+        || (args.subject == "ours-ct" && args.role == "server")
+    {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -262,7 +269,8 @@ fn main() -> ExitCode {
     let res = match args.subject.as_str() {
         "raw" | "serde" => raw::run(&args),
         "rs14" => rs14::run(&args),
-        "ours" => ours::run(&args),
+        "ours" | "ours-ct" => ours::run(&args),
+        "blocking" => blocking::run(&args),
         "connector" => connector(&args),
         other => Err(format!("unknown subject `{other}`")),
     };

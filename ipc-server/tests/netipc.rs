@@ -3,6 +3,8 @@
 //! net-ipc package), raw sockets for net-ipc's handshake rules, and the
 //! node-ipc side of the shared endpoint (a silent node-ipc client is still
 //! served after the detection window).
+// Unix sockets throughout.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

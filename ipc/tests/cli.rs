@@ -1,6 +1,8 @@
 //! `nipc` end to end, as a process: every subcommand against real sockets,
 //! and the error messages and exit codes users and scripts see.
 
+// Drives nipc over Unix sockets throughout.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -218,6 +218,7 @@ fn example_instances() {
     instances::main().unwrap();
 }
 
+#[cfg(unix)]
 #[test]
 fn example_cluster() {
     run("cluster", cluster::main);

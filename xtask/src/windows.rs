@@ -107,6 +107,7 @@ fn prepare_prefix(prefix: &Path) -> Result<(), String> {
         fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     run(wine_env(Command::new("wineboot").arg("-i"), prefix))?;
+    run(wine_env(Command::new("wineserver").arg("-w"), prefix))?;
     let system32 = prefix.join("drive_c").join("windows").join("system32");
     if !system32.is_dir() {
         return Err(format!(
@@ -124,7 +125,14 @@ fn prepare_prefix(prefix: &Path) -> Result<(), String> {
     run(wine_env(
         Command::new("wine").args(["winecfg", "-v", "win10"]),
         prefix,
-    ))
+    ))?;
+    // Let the first start settle, then keep one wineserver (and the Wine
+    // services it starts) for the whole run instead of one per program:
+    // restarting them for every test binary is slow and, on a busy machine,
+    // can leave a program without its network service. It is ended by
+    // `stop_wineserver`.
+    run(wine_env(Command::new("wineserver").arg("-w"), prefix))?;
+    run(wine_env(Command::new("wineserver").arg("-p"), prefix))
 }
 
 /// Ends the wineserver of our own prefix (and every Wine process in it).
@@ -296,12 +304,16 @@ pub(crate) fn windows() -> Result<(), String> {
     let mut steps = Vec::new();
     let mut node = PathBuf::new();
 
-    let mut args = vec!["build", "--tests", "--target", WIN, "--all-features"];
+    // One package and feature set for the compile step and the suites that
+    // follow, so their dependencies are built once.
+    let mut crates = vec!["--all-features"];
     for c in CRATES {
-        args.extend(["-p", c]);
+        crates.extend(["-p", c]);
     }
     step(&mut steps, "every test target compiles for Windows", || {
-        run(cargo().args(&args))
+        run(cargo()
+            .args(["test", "--no-run", "--tests", "--target", WIN])
+            .args(&crates))
     });
     let ready = step(
         &mut steps,
@@ -332,20 +344,20 @@ pub(crate) fn windows() -> Result<(), String> {
                 .env("IPC_INTEROP_CELLS", wine_path(&cells));
             run(wine_env(&mut cmd, &prefix))
         };
+        let suite = |test: &str| -> Result<(), String> {
+            let mut args = crates.clone();
+            args.extend(["--test", test]);
+            under_wine(&args)
+        };
         step(
             &mut steps,
-            "ipc-transport: pipe (transport over pipes)",
-            || under_wine(&["--all-features", "-p", "ipc-transport", "--test", "pipe"]),
-        );
-        step(
-            &mut steps,
-            "ipc-server: pipe (server and client over pipes)",
-            || under_wine(&["--all-features", "-p", "ipc-server", "--test", "pipe"]),
+            "pipe (ipc-transport; ipc-server with ipc-client)",
+            || suite("pipe"),
         );
         step(
             &mut steps,
             "ipc: examples (the local ones over pipes)",
-            || under_wine(&["--all-features", "-p", "ipc", "--test", "examples"]),
+            || suite("examples"),
         );
         step(&mut steps, "nipc demo over a pipe", || {
             demo(&prefix, &target)
@@ -357,6 +369,8 @@ pub(crate) fn windows() -> Result<(), String> {
             || under_wine(&["-p", "ipc-interop", "--test", "pipes"]),
         );
         interop::print_matrix(&cells);
+    }
+    if prefix.exists() {
         stop_wineserver(&prefix);
     }
     print_table(&steps);

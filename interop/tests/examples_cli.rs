@@ -336,12 +336,25 @@ fn pem(p: &Path) -> String {
     p.display().to_string()
 }
 
-async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
+/// The three TLS examples.
+#[derive(Clone, Copy, PartialEq)]
+enum Secure {
+    /// basic / basic-local-only: server key and certificate; the client
+    /// verifies nothing.
+    LocalOnly,
+    /// basic-more-secure: client certificates requested and exchanged,
+    /// verified by nobody.
+    More,
+    /// basic-most-secure: mutual TLS, both sides verify.
+    Most,
+}
+
+async fn tls_nipc_client(flavor: Flavor, level: Secure) -> Result<(), String> {
     let pki = ours::pki();
     let mut tls = json!({"public": pem(&pki.server_cert), "private": pem(&pki.server_key)});
-    if mutual {
+    if level != Secure::LocalOnly {
         tls["requestCert"] = json!(true);
-        tls["rejectUnauthorized"] = json!(true);
+        tls["rejectUnauthorized"] = json!(level == Secure::Most);
         tls["trustedConnections"] = json!([pem(&pki.ca)]);
     }
     let (mut world, port) = js_server(
@@ -359,8 +372,16 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
         "--wait-for",
         "message",
     ]);
-    if mutual {
-        a.extend(args(&[
+    match level {
+        Secure::LocalOnly => a.push("--insecure".into()),
+        Secure::More => a.extend(args(&[
+            "--insecure",
+            "--cert",
+            &pem(&pki.client_cert),
+            "--key",
+            &pem(&pki.client_key),
+        ])),
+        Secure::Most => a.extend(args(&[
             "--ca",
             &pem(&pki.ca),
             "--servername",
@@ -369,9 +390,7 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
             &pem(&pki.client_cert),
             "--key",
             &pem(&pki.client_key),
-        ]));
-    } else {
-        a.push("--insecure".into());
+        ])),
     }
     let lines = run(&a).await?;
     let last = lines.last().ok_or("no reply printed")?;
@@ -383,7 +402,7 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn tls_nipc_server(flavor: Flavor, mutual: bool) -> Result<(), String> {
+async fn tls_nipc_server(flavor: Flavor, level: Secure) -> Result<(), String> {
     let pki = ours::pki();
     let mut a = args(&[
         "serve",
@@ -394,12 +413,13 @@ async fn tls_nipc_server(flavor: Flavor, mutual: bool) -> Result<(), String> {
         "--key",
         &pem(&pki.server_key),
     ]);
-    let tls = if mutual {
+    let tls = if level == Secure::LocalOnly {
+        json!({"rejectUnauthorized": false})
+    } else {
         a.extend(args(&["--ca", &pem(&pki.ca)]));
         json!({"private": pem(&pki.client_key), "public": pem(&pki.client_cert),
-               "rejectUnauthorized": true, "trustedConnections": [pem(&pki.ca)]})
-    } else {
-        json!({"rejectUnauthorized": false})
+               "rejectUnauthorized": level == Secure::Most,
+               "trustedConnections": [pem(&pki.ca)]})
     };
     let mut serve = Nipc::start(&a)?;
     let port = port_of(&serve.started().await?)?;
@@ -980,22 +1000,32 @@ async fn node_ipc_examples_against_nipc() {
         (
             "tls",
             "basic/local-only nipc-client",
-            case!(tls_nipc_client, false),
+            case!(tls_nipc_client, Secure::LocalOnly),
         ),
         (
             "tls",
             "basic/local-only nipc-server",
-            case!(tls_nipc_server, false),
+            case!(tls_nipc_server, Secure::LocalOnly),
         ),
         (
             "tls",
-            "more/most-secure nipc-client",
-            case!(tls_nipc_client, true),
+            "more-secure nipc-client",
+            case!(tls_nipc_client, Secure::More),
         ),
         (
             "tls",
-            "more/most-secure nipc-server",
-            case!(tls_nipc_server, true),
+            "more-secure nipc-server",
+            case!(tls_nipc_server, Secure::More),
+        ),
+        (
+            "tls",
+            "most-secure nipc-client",
+            case!(tls_nipc_client, Secure::Most),
+        ),
+        (
+            "tls",
+            "most-secure nipc-server",
+            case!(tls_nipc_server, Secure::Most),
         ),
         ("udp4", "basic nipc-client", case!(udp_nipc_client)),
         ("udp4", "basic nipc-server", case!(udp_nipc_server)),

@@ -6,6 +6,7 @@
 // Usage: node examples.mjs '<setup json>'
 //   version   "9" | "12" | "14"
 //   example   "basic" | "sync" | "raw" | "broadcast" | "cluster" | "tls" | "udp"
+//   udp       true: the raw or broadcast example's UDP variant
 //   role      "world" (the example's server) | "hello" | "goodbye" (clients;
 //             for "udp" the hello side is a UDP server of its own, as in the
 //             example) | "cluster-client"
@@ -55,10 +56,10 @@ ipc.config.id = setup.role === 'goodbye' ? 'goodbye' : setup.role === 'world' ? 
 ipc.config.retry = 100;
 ipc.config.maxRetries = 20;
 const ex = setup.example;
-const net = setup.tls ? 'tls' : setup.path ? 'unix' : ex === 'udp' ? 'udp4' : 'tcp';
+const net = setup.tls ? 'tls' : setup.path ? 'unix' : ex === 'udp' || setup.udp ? 'udp4' : 'tcp';
 if (setup.tls) ipc.config.tls = setup.tls;
 if (setup.host) ipc.config.networkHost = setup.host;
-const type = ex === 'tls' || ex === 'udp' ? 'message' : 'app.message';
+const type = ex === 'tls' || net === 'udp4' ? 'message' : 'app.message';
 
 const onError = (e) => out({ ev: 'error', code: e && e.code, message: String(e && e.message) });
 
@@ -71,7 +72,7 @@ function world() {
     const handlers = () => {
         ipc.server.on('error', onError);
         if (ex === 'raw') {
-            ipc.server.on('connect', (socket) => ipc.server.emit(socket, 'hello'));
+            if (net !== 'udp4') ipc.server.on('connect', (socket) => ipc.server.emit(socket, 'hello'));
             ipc.server.on('data', (data, socket) => {
                 out({ ev: 'data', text: data.toString('latin1'), hex: data.toString('hex') });
                 ipc.server.emit(socket, 'goodbye');
@@ -90,7 +91,14 @@ function world() {
             if (ex === 'broadcast') {
                 heard[data.id] = true;
                 if (heard.hello && heard.goodbye) {
-                    ipc.server.broadcast('kill.connection', { id: ipc.config.id });
+                    if (net === 'udp4') {
+                        ipc.server.broadcast('message', {
+                            id: ipc.config.id,
+                            message: 'Everybody Loves The World! Got messages from hello and goodbye!',
+                        });
+                    } else {
+                        ipc.server.broadcast('kill.connection', { id: ipc.config.id });
+                    }
                     out({ ev: 'done' });
                 }
             }
@@ -162,11 +170,23 @@ function hello() {
 }
 
 function udpHello() {
+    if (ex === 'raw') {
+        ipc.config.rawBuffer = true;
+        ipc.config.encoding = 'ascii';
+    }
+    // broadcast: the answer, then the world's broadcast.
+    const want = ex === 'broadcast' ? 2 : 1;
+    let got = 0;
     ipc.serveNet(setup.host, setup.port, 'udp4', () => {
         ipc.server.on('error', onError);
+        ipc.server.on('data', (data) => {
+            out({ ev: 'data', text: data.toString('latin1'), hex: data.toString('hex') });
+            out({ ev: 'done' });
+        });
         ipc.server.on('message', (data) => {
             out({ ev: 'got', type: 'message', data });
-            out({ ev: 'done' });
+            got += 1;
+            if (got === want) out({ ev: 'done' });
         });
     });
     ipc.server.start();
@@ -176,7 +196,8 @@ function udpHello() {
         try { a = s && s.address(); } catch (_) { a = null; }
         if (!a || !a.port) return setTimeout(send, 10);
         out({ ev: 'ready', port: a.port });
-        ipc.server.emit(setup.target, 'message', { id: ipc.config.id, message: 'Hello' });
+        if (ex === 'raw') ipc.server.emit(setup.target, 'hello');
+        else ipc.server.emit(setup.target, 'message', { id: ipc.config.id, message: 'Hello' });
     };
     send();
 }
@@ -210,7 +231,7 @@ if (setup.role === 'world' && ex === 'cluster' && !cluster.isWorker) {
     world();
 } else if (setup.role === 'cluster-client') {
     clusterClient();
-} else if (ex === 'udp') {
+} else if (net === 'udp4') {
     udpHello();
 } else {
     hello();

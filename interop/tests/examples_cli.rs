@@ -336,12 +336,25 @@ fn pem(p: &Path) -> String {
     p.display().to_string()
 }
 
-async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
+/// The three TLS examples.
+#[derive(Clone, Copy, PartialEq)]
+enum Secure {
+    /// basic / basic-local-only: server key and certificate; the client
+    /// verifies nothing.
+    LocalOnly,
+    /// basic-more-secure: client certificates requested and exchanged,
+    /// verified by nobody.
+    More,
+    /// basic-most-secure: mutual TLS, both sides verify.
+    Most,
+}
+
+async fn tls_nipc_client(flavor: Flavor, level: Secure) -> Result<(), String> {
     let pki = ours::pki();
     let mut tls = json!({"public": pem(&pki.server_cert), "private": pem(&pki.server_key)});
-    if mutual {
+    if level != Secure::LocalOnly {
         tls["requestCert"] = json!(true);
-        tls["rejectUnauthorized"] = json!(true);
+        tls["rejectUnauthorized"] = json!(level == Secure::Most);
         tls["trustedConnections"] = json!([pem(&pki.ca)]);
     }
     let (mut world, port) = js_server(
@@ -359,8 +372,16 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
         "--wait-for",
         "message",
     ]);
-    if mutual {
-        a.extend(args(&[
+    match level {
+        Secure::LocalOnly => a.push("--insecure".into()),
+        Secure::More => a.extend(args(&[
+            "--insecure",
+            "--cert",
+            &pem(&pki.client_cert),
+            "--key",
+            &pem(&pki.client_key),
+        ])),
+        Secure::Most => a.extend(args(&[
             "--ca",
             &pem(&pki.ca),
             "--servername",
@@ -369,9 +390,7 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
             &pem(&pki.client_cert),
             "--key",
             &pem(&pki.client_key),
-        ]));
-    } else {
-        a.push("--insecure".into());
+        ])),
     }
     let lines = run(&a).await?;
     let last = lines.last().ok_or("no reply printed")?;
@@ -383,7 +402,7 @@ async fn tls_nipc_client(flavor: Flavor, mutual: bool) -> Result<(), String> {
     Ok(())
 }
 
-async fn tls_nipc_server(flavor: Flavor, mutual: bool) -> Result<(), String> {
+async fn tls_nipc_server(flavor: Flavor, level: Secure) -> Result<(), String> {
     let pki = ours::pki();
     let mut a = args(&[
         "serve",
@@ -394,12 +413,13 @@ async fn tls_nipc_server(flavor: Flavor, mutual: bool) -> Result<(), String> {
         "--key",
         &pem(&pki.server_key),
     ]);
-    let tls = if mutual {
+    let tls = if level == Secure::LocalOnly {
+        json!({"rejectUnauthorized": false})
+    } else {
         a.extend(args(&["--ca", &pem(&pki.ca)]));
         json!({"private": pem(&pki.client_key), "public": pem(&pki.client_cert),
-               "rejectUnauthorized": true, "trustedConnections": [pem(&pki.ca)]})
-    } else {
-        json!({"rejectUnauthorized": false})
+               "rejectUnauthorized": level == Secure::Most,
+               "trustedConnections": [pem(&pki.ca)]})
     };
     let mut serve = Nipc::start(&a)?;
     let port = port_of(&serve.started().await?)?;
@@ -469,22 +489,111 @@ async fn udp_nipc_server(flavor: Flavor) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------
+// The stream examples exist for Unix sockets, TCP and TLS (`TCPSocket/…`,
+// `TLSSocket/…`; their TLS variants use mutual TLS): one case per transport.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq)]
+enum Net {
+    Unix,
+    Tcp,
+    Tls,
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// Starts the example's world server on `net`; returns it, the endpoint
+/// nipc connects to and nipc's TLS flags.
+async fn world_on(
+    flavor: Flavor,
+    net: Net,
+    setup: Value,
+    dir: &Path,
+    pki: &ours::Pki,
+) -> Result<(NodePeer, String, Vec<String>), String> {
+    match net {
+        Net::Unix => {
+            let path = dir.join("app.world");
+            let (n, _) = js_server(flavor, merge(setup, json!({"path": path})), false).await?;
+            Ok((n, format!("unix:{}", path.display()), vec![]))
+        }
+        Net::Tcp => {
+            let (n, port) = js_server(flavor, setup, false).await?;
+            Ok((n, format!("tcp://127.0.0.1:{port}"), vec![]))
+        }
+        Net::Tls => {
+            let tls = json!({"public": pem(&pki.server_cert), "private": pem(&pki.server_key),
+                             "requestCert": true, "rejectUnauthorized": true,
+                             "trustedConnections": [pem(&pki.ca)]});
+            let (n, port) = js_server(flavor, merge(setup, json!({"tls": tls})), false).await?;
+            let flags = args(&[
+                "--ca",
+                &pem(&pki.ca),
+                "--servername",
+                "localhost",
+                "--cert",
+                &pem(&pki.client_cert),
+                "--key",
+                &pem(&pki.client_key),
+            ]);
+            Ok((n, format!("tls://127.0.0.1:{port}"), flags))
+        }
+    }
+}
+
+/// Starts `nipc serve` on `net` with `extra` flags; returns it and the
+/// setup keys a JS client needs to reach it.
+async fn serve_on(
+    net: Net,
+    extra: &[&str],
+    dir: &Path,
+    pki: &ours::Pki,
+) -> Result<(Nipc, Value), String> {
+    let path = dir.join("app.world");
+    let mut a = match net {
+        Net::Unix => args(&["serve", &format!("unix:{}", path.display())]),
+        Net::Tcp => args(&["serve", "tcp://127.0.0.1:0"]),
+        Net::Tls => args(&[
+            "serve",
+            "tls://127.0.0.1:0",
+            "--cert",
+            &pem(&pki.server_cert),
+            "--key",
+            &pem(&pki.server_key),
+            "--ca",
+            &pem(&pki.ca),
+        ]),
+    };
+    a.extend(args(extra));
+    let mut serve = Nipc::start(&a)?;
+    let ep = serve.started().await?;
+    let reach = match net {
+        Net::Unix => json!({"path": path}),
+        Net::Tcp => json!({"host": "127.0.0.1", "port": port_of(&ep)?}),
+        Net::Tls => json!({"host": "127.0.0.1", "port": port_of(&ep)?,
+                           "tls": {"private": pem(&pki.client_key), "public": pem(&pki.client_cert),
+                                   "rejectUnauthorized": true, "trustedConnections": [pem(&pki.ca)]}}),
+    };
+    Ok((serve, reach))
+}
+
+// ---------------------------------------------------------------------------
 // rawBuffer (encoding ascii): world says "hello" on connect and "goodbye"
 // for every chunk; hello sends "hello"
 // ---------------------------------------------------------------------------
 
-/// `nipc emit unix:PATH --raw --encoding ascii hello --replies 1`
-async fn raw_nipc_client(flavor: Flavor) -> Result<(), String> {
+/// `nipc emit ENDPOINT --raw --encoding ascii hello --replies 1`
+async fn raw_nipc_client(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let (mut world, _) = js_server(
-        flavor,
-        json!({"example":"raw","role":"world","path":path}),
-        false,
-    )
-    .await?;
-    let ep = format!("unix:{}", path.display());
-    let lines = run(&args(&[
+    let pki = ours::pki();
+    let setup = json!({"example":"raw","role":"world"});
+    let (mut world, ep, tls) = world_on(flavor, net, setup, dir.path(), &pki).await?;
+    let mut a = args(&[
         "emit",
         &ep,
         "--raw",
@@ -493,8 +602,9 @@ async fn raw_nipc_client(flavor: Flavor) -> Result<(), String> {
         "hello",
         "--replies",
         "1",
-    ]))
-    .await?;
+    ]);
+    a.extend(tls);
+    let lines = run(&a).await?;
     let hex = lines
         .last()
         .and_then(|l| l["hex"].as_str())
@@ -512,14 +622,16 @@ async fn raw_nipc_client(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-/// `nipc serve unix:PATH --raw --echo`
-async fn raw_nipc_server(flavor: Flavor) -> Result<(), String> {
+/// `nipc serve ENDPOINT --raw --echo`
+async fn raw_nipc_server(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let ep = format!("unix:{}", path.display());
-    let mut serve = Nipc::start(&args(&["serve", &ep, "--raw", "--echo"]))?;
-    serve.started().await?;
-    let mut hello = js(flavor, json!({"example":"raw","role":"hello","path":path})).await?;
+    let pki = ours::pki();
+    let (mut serve, reach) = serve_on(net, &["--raw", "--echo"], dir.path(), &pki).await?;
+    let mut hello = js(
+        flavor,
+        merge(json!({"example":"raw","role":"hello"}), reach),
+    )
+    .await?;
     let ev = got(&mut hello, "the echo", |e| e.kind() == "data").await?;
     if ev.raw["text"] != "hello" {
         return Err(format!("hello read {ev}"));
@@ -539,18 +651,13 @@ async fn raw_nipc_server(flavor: Flavor) -> Result<(), String> {
 // server answers each after a delay
 // ---------------------------------------------------------------------------
 
-/// `nipc emit unix:PATH app.message '{…}' --sync --repeat 3 --replies 3`
-async fn sync_nipc_client(flavor: Flavor) -> Result<(), String> {
+/// `nipc emit ENDPOINT app.message '{…}' --sync --repeat 3 --replies 3`
+async fn sync_nipc_client(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let (mut world, _) = js_server(
-        flavor,
-        json!({"example":"sync","role":"world","path":path,"delayMs":50}),
-        false,
-    )
-    .await?;
-    let ep = format!("unix:{}", path.display());
-    let lines = run(&args(&[
+    let pki = ours::pki();
+    let setup = json!({"example":"sync","role":"world","delayMs":50});
+    let (mut world, ep, tls) = world_on(flavor, net, setup, dir.path(), &pki).await?;
+    let mut a = args(&[
         "emit",
         &ep,
         "app.message",
@@ -560,8 +667,9 @@ async fn sync_nipc_client(flavor: Flavor) -> Result<(), String> {
         "3",
         "--replies",
         "3",
-    ]))
-    .await?;
+    ]);
+    a.extend(tls);
+    let lines = run(&a).await?;
     if lines.len() != 3 || lines.iter().any(|l| l["data"]["message"] != "hello world!") {
         return Err(format!("replies {lines:?}"));
     }
@@ -575,18 +683,13 @@ async fn sync_nipc_client(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-/// `nipc serve unix:PATH --echo` against the sync client's ten messages.
-async fn sync_nipc_server(flavor: Flavor) -> Result<(), String> {
+/// `nipc serve ENDPOINT --echo` against the sync client's ten messages.
+async fn sync_nipc_server(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let ep = format!("unix:{}", path.display());
-    let mut serve = Nipc::start(&args(&["serve", &ep, "--echo"]))?;
-    serve.started().await?;
-    let mut hello = js(
-        flavor,
-        json!({"example":"sync","role":"hello","path":path,"count":10}),
-    )
-    .await?;
+    let pki = ours::pki();
+    let (serve, reach) = serve_on(net, &["--echo"], dir.path(), &pki).await?;
+    let setup = merge(json!({"example":"sync","role":"hello","count":10}), reach);
+    let mut hello = js(flavor, setup).await?;
     for i in 0..10 {
         let ev = got(&mut hello, &format!("answer {i}"), |e| {
             is_got(e, "app.message")
@@ -607,18 +710,13 @@ async fn sync_nipc_server(flavor: Flavor) -> Result<(), String> {
 // broadcasts kill.connection and both disconnect
 // ---------------------------------------------------------------------------
 
-/// Two `nipc emit unix:PATH app.message '{"id":…}' --wait-for kill.connection`
-async fn broadcast_nipc_clients(flavor: Flavor) -> Result<(), String> {
+/// Two `nipc emit ENDPOINT app.message '{"id":…}' --wait-for kill.connection`
+async fn broadcast_nipc_clients(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let (mut world, _) = js_server(
-        flavor,
-        json!({"example":"broadcast","role":"world","path":path}),
-        false,
-    )
-    .await?;
-    let ep = format!("unix:{}", path.display());
-    let a = args(&[
+    let pki = ours::pki();
+    let setup = json!({"example":"broadcast","role":"world"});
+    let (mut world, ep, tls) = world_on(flavor, net, setup, dir.path(), &pki).await?;
+    let mut a = args(&[
         "emit",
         &ep,
         "app.message",
@@ -626,7 +724,8 @@ async fn broadcast_nipc_clients(flavor: Flavor) -> Result<(), String> {
         "--wait-for",
         "kill.connection",
     ]);
-    let b = args(&[
+    a.extend(tls.clone());
+    let mut b = args(&[
         "emit",
         &ep,
         "app.message",
@@ -634,6 +733,7 @@ async fn broadcast_nipc_clients(flavor: Flavor) -> Result<(), String> {
         "--wait-for",
         "kill.connection",
     ]);
+    b.extend(tls);
     let (ra, rb) = tokio::join!(run(&a), run(&b));
     for lines in [ra?, rb?] {
         let types: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
@@ -646,22 +746,18 @@ async fn broadcast_nipc_clients(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-/// `nipc serve unix:PATH --echo --broadcast-stdin` and the stdin line
+/// `nipc serve ENDPOINT --echo --broadcast-stdin` and the stdin line
 /// `{"type":"kill.connection","data":{"id":"world"}}`
-async fn broadcast_nipc_server(flavor: Flavor) -> Result<(), String> {
+async fn broadcast_nipc_server(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let path = dir.path().join("app.world");
-    let ep = format!("unix:{}", path.display());
-    let mut serve = Nipc::start(&args(&["serve", &ep, "--echo", "--broadcast-stdin"]))?;
-    serve.started().await?;
-    let mut hello = js(
-        flavor,
-        json!({"example":"broadcast","role":"hello","path":path}),
-    )
-    .await?;
+    let pki = ours::pki();
+    let (mut serve, reach) =
+        serve_on(net, &["--echo", "--broadcast-stdin"], dir.path(), &pki).await?;
+    let hello_setup = merge(json!({"example":"broadcast","role":"hello"}), reach.clone());
+    let mut hello = js(flavor, hello_setup).await?;
     let mut bye = js(
         flavor,
-        json!({"example":"broadcast","role":"goodbye","path":path}),
+        merge(json!({"example":"broadcast","role":"goodbye"}), reach),
     )
     .await?;
     // Both have spoken (in either order).
@@ -691,6 +787,128 @@ async fn broadcast_nipc_server(flavor: Flavor) -> Result<(), String> {
     }
     hello.kill().await;
     bye.kill().await;
+    serve.stop().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// UDPSocket/rawBuffer and UDPSocket/Multi-Client-Broadcast
+// ---------------------------------------------------------------------------
+
+/// `nipc emit udp4://127.0.0.1:PORT --raw --encoding ascii hello --replies 1`
+async fn udp_raw_nipc_client(flavor: Flavor) -> Result<(), String> {
+    let setup = json!({"example":"raw","udp":true,"role":"world"});
+    let (mut world, port) = js_server(flavor, setup, true).await?;
+    let ep = format!("udp4://127.0.0.1:{port}");
+    let lines = run(&args(&[
+        "emit",
+        &ep,
+        "--raw",
+        "--encoding",
+        "ascii",
+        "hello",
+        "--replies",
+        "1",
+    ]))
+    .await?;
+    let hex = lines.last().and_then(|l| l["hex"].as_str());
+    if hex != Some("676f6f64627965") {
+        return Err(format!("got {lines:?}, want \"goodbye\""));
+    }
+    let ev = got(&mut world, "the world's data", |e| e.kind() == "data").await?;
+    if ev.raw["text"] != "hello" {
+        return Err(format!("the world read {ev}"));
+    }
+    world.kill().await;
+    Ok(())
+}
+
+/// `nipc serve udp4://127.0.0.1:0 --raw --echo`
+async fn udp_raw_nipc_server(flavor: Flavor) -> Result<(), String> {
+    let mut serve = Nipc::start(&args(&["serve", "udp4://127.0.0.1:0", "--raw", "--echo"]))?;
+    let port = port_of(&serve.started().await?)?;
+    let setup = json!({"example":"raw","udp":true,"role":"hello",
+                       "target":{"address":"127.0.0.1","port":port}});
+    let (mut hello, _) = js_server(flavor, setup, true).await?;
+    let ev = got(&mut hello, "the echo", |e| e.kind() == "data").await?;
+    if ev.raw["text"] != "hello" {
+        return Err(format!("hello read {ev}"));
+    }
+    serve
+        .expect("the data", |v| {
+            v["event"] == "data" && v["hex"] == "68656c6c6f"
+        })
+        .await?;
+    hello.kill().await;
+    serve.stop().await;
+    Ok(())
+}
+
+/// Two `nipc emit udp4://127.0.0.1:PORT message '{"id":…}' --replies 2`:
+/// the answer, then the world's broadcast.
+async fn udp_broadcast_nipc_clients(flavor: Flavor) -> Result<(), String> {
+    let setup = json!({"example":"broadcast","udp":true,"role":"world"});
+    let (mut world, port) = js_server(flavor, setup, true).await?;
+    let ep = format!("udp4://127.0.0.1:{port}");
+    let a = args(&[
+        "emit",
+        &ep,
+        "message",
+        r#"{"id":"hello","message":"Hello"}"#,
+        "--replies",
+        "2",
+    ]);
+    let b = args(&[
+        "emit",
+        &ep,
+        "message",
+        r#"{"id":"goodbye","message":"Goodbye"}"#,
+        "--replies",
+        "2",
+    ]);
+    let (ra, rb) = tokio::join!(run(&a), run(&b));
+    for lines in [ra?, rb?] {
+        let last = lines.last().map(|l| l["data"]["message"].to_string());
+        if lines.len() != 2 || !last.unwrap_or_default().contains("Everybody") {
+            return Err(format!("a client saw {lines:?}"));
+        }
+    }
+    got(&mut world, "done", |e| e.kind() == "done").await?;
+    world.kill().await;
+    Ok(())
+}
+
+/// `nipc serve udp4://127.0.0.1:0 --echo --broadcast-stdin` and a stdin line
+async fn udp_broadcast_nipc_server(flavor: Flavor) -> Result<(), String> {
+    let mut serve = Nipc::start(&args(&[
+        "serve",
+        "udp4://127.0.0.1:0",
+        "--echo",
+        "--broadcast-stdin",
+    ]))?;
+    let port = port_of(&serve.started().await?)?;
+    let target = json!({"address":"127.0.0.1","port":port});
+    let mut peers = Vec::new();
+    for role in ["hello", "goodbye"] {
+        let setup = json!({"example":"broadcast","udp":true,"role":role,"target":target});
+        peers.push(js_server(flavor, setup, true).await?.0);
+    }
+    for _ in 0..2 {
+        serve
+            .expect("a message", |v| v["type"] == "message")
+            .await?;
+    }
+    serve
+        .send_line(
+            r#"{"type":"message","data":{"id":"world","message":"Everybody Loves The World!"}}"#,
+        )
+        .await?;
+    for node in &mut peers {
+        got(node, "the answer and the broadcast", |e| e.kind() == "done").await?;
+    }
+    for mut node in peers {
+        node.kill().await;
+    }
     serve.stop().await;
     Ok(())
 }
@@ -753,23 +971,14 @@ async fn cluster_nipc_server(flavor: Flavor) -> Result<(), String> {
 type Fut = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 type Case = fn(Flavor) -> Fut;
 
+/// `case!(f)` for `f(Flavor)`, `case!(f, x)` for `f(Flavor, x)`.
 macro_rules! case {
-    ($f:expr) => {
+    ($f:ident) => {
         (|fl: Flavor| -> Fut { Box::pin($f(fl)) }) as Case
     };
-}
-
-async fn tls_local_only_client(f: Flavor) -> Result<(), String> {
-    tls_nipc_client(f, false).await
-}
-async fn tls_local_only_server(f: Flavor) -> Result<(), String> {
-    tls_nipc_server(f, false).await
-}
-async fn tls_most_secure_client(f: Flavor) -> Result<(), String> {
-    tls_nipc_client(f, true).await
-}
-async fn tls_most_secure_server(f: Flavor) -> Result<(), String> {
-    tls_nipc_server(f, true).await
+    ($f:ident, $arg:expr) => {
+        (|fl: Flavor| -> Fut { Box::pin($f(fl, $arg)) }) as Case
+    };
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -790,39 +999,137 @@ async fn node_ipc_examples_against_nipc() {
         ("tcp", "basic nipc-server", case!(basic_tcp_nipc_server)),
         (
             "tls",
-            "local-only nipc-client",
-            case!(tls_local_only_client),
+            "basic/local-only nipc-client",
+            case!(tls_nipc_client, Secure::LocalOnly),
         ),
         (
             "tls",
-            "local-only nipc-server",
-            case!(tls_local_only_server),
+            "basic/local-only nipc-server",
+            case!(tls_nipc_server, Secure::LocalOnly),
+        ),
+        (
+            "tls",
+            "more-secure nipc-client",
+            case!(tls_nipc_client, Secure::More),
+        ),
+        (
+            "tls",
+            "more-secure nipc-server",
+            case!(tls_nipc_server, Secure::More),
         ),
         (
             "tls",
             "most-secure nipc-client",
-            case!(tls_most_secure_client),
+            case!(tls_nipc_client, Secure::Most),
         ),
         (
             "tls",
             "most-secure nipc-server",
-            case!(tls_most_secure_server),
+            case!(tls_nipc_server, Secure::Most),
         ),
         ("udp4", "basic nipc-client", case!(udp_nipc_client)),
         ("udp4", "basic nipc-server", case!(udp_nipc_server)),
-        ("unix", "rawBuffer nipc-client", case!(raw_nipc_client)),
-        ("unix", "rawBuffer nipc-server", case!(raw_nipc_server)),
-        ("unix", "basicSync nipc-client", case!(sync_nipc_client)),
-        ("unix", "basicSync nipc-server", case!(sync_nipc_server)),
+        (
+            "unix",
+            "rawBuffer nipc-client",
+            case!(raw_nipc_client, Net::Unix),
+        ),
+        (
+            "unix",
+            "rawBuffer nipc-server",
+            case!(raw_nipc_server, Net::Unix),
+        ),
+        (
+            "tcp",
+            "rawBuffer nipc-client",
+            case!(raw_nipc_client, Net::Tcp),
+        ),
+        (
+            "tcp",
+            "rawBuffer nipc-server",
+            case!(raw_nipc_server, Net::Tcp),
+        ),
+        (
+            "tls",
+            "rawBuffer nipc-client",
+            case!(raw_nipc_client, Net::Tls),
+        ),
+        (
+            "tls",
+            "rawBuffer nipc-server",
+            case!(raw_nipc_server, Net::Tls),
+        ),
+        ("udp4", "rawBuffer nipc-client", case!(udp_raw_nipc_client)),
+        ("udp4", "rawBuffer nipc-server", case!(udp_raw_nipc_server)),
+        (
+            "unix",
+            "basicSync nipc-client",
+            case!(sync_nipc_client, Net::Unix),
+        ),
+        (
+            "unix",
+            "basicSync nipc-server",
+            case!(sync_nipc_server, Net::Unix),
+        ),
+        (
+            "tcp",
+            "basicSync nipc-client",
+            case!(sync_nipc_client, Net::Tcp),
+        ),
+        (
+            "tcp",
+            "basicSync nipc-server",
+            case!(sync_nipc_server, Net::Tcp),
+        ),
+        (
+            "tls",
+            "basicSync nipc-client",
+            case!(sync_nipc_client, Net::Tls),
+        ),
+        (
+            "tls",
+            "basicSync nipc-server",
+            case!(sync_nipc_server, Net::Tls),
+        ),
         (
             "unix",
             "broadcast nipc-clients",
-            case!(broadcast_nipc_clients),
+            case!(broadcast_nipc_clients, Net::Unix),
         ),
         (
             "unix",
             "broadcast nipc-server",
-            case!(broadcast_nipc_server),
+            case!(broadcast_nipc_server, Net::Unix),
+        ),
+        (
+            "tcp",
+            "broadcast nipc-clients",
+            case!(broadcast_nipc_clients, Net::Tcp),
+        ),
+        (
+            "tcp",
+            "broadcast nipc-server",
+            case!(broadcast_nipc_server, Net::Tcp),
+        ),
+        (
+            "tls",
+            "broadcast nipc-clients",
+            case!(broadcast_nipc_clients, Net::Tls),
+        ),
+        (
+            "tls",
+            "broadcast nipc-server",
+            case!(broadcast_nipc_server, Net::Tls),
+        ),
+        (
+            "udp4",
+            "broadcast nipc-clients",
+            case!(udp_broadcast_nipc_clients),
+        ),
+        (
+            "udp4",
+            "broadcast nipc-server",
+            case!(udp_broadcast_nipc_server),
         ),
         ("unix", "cluster nipc-client", case!(cluster_nipc_client)),
         ("unix", "cluster nipc-server", case!(cluster_nipc_server)),

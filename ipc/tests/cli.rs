@@ -858,22 +858,35 @@ fn sigterm_stops_serve_even_when_nobody_reads_its_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stuck.sock");
     let ep = sock(dir.path(), "stuck.sock");
+    /// Kills the child if the test ends early.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     // stdout is a pipe this test never reads: once it is full, every line
     // nipc prints blocks.
-    let mut child = Command::new(NIPC)
-        .args(["serve", &ep])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reap(
+        Command::new(NIPC)
+            .args(["serve", &ep])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The socket file appears at bind, a moment before it accepts.
     let deadline = std::time::Instant::now() + WAIT;
-    while !path.exists() {
+    let mut s = loop {
+        if let Ok(s) = UnixStream::connect(&path) {
+            break s;
+        }
         assert!(std::time::Instant::now() < deadline, "never listened");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     // Far more output than a pipe holds (each message is printed).
-    let mut s = UnixStream::connect(&path).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     let frame = format!("{{\"type\":\"m\",\"data\":\"{}\"}}\x0c", "x".repeat(1000));
     for _ in 0..1000 {
@@ -882,20 +895,19 @@ fn sigterm_stops_serve_even_when_nobody_reads_its_stdout() {
         }
     }
     let k = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(k.success());
     let deadline = std::time::Instant::now() + WAIT;
     let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             break st;
         }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("nipc serve ignored SIGTERM while its stdout was full");
-        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nipc serve ignored SIGTERM while its stdout was full"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");

@@ -435,6 +435,13 @@ pub(crate) async fn emit(
             _ => Reply::Other,
         })
         .await;
+        // What was sent may still be queued (the answer can come first):
+        // a graceful disconnect flushes it.
+        if waited.is_ok() {
+            if let Ok(Ok(())) = tokio::time::timeout(timeout, client.disconnect()).await {
+                return waited;
+            }
+        }
         let _ = client.destroy().await;
         return waited;
     }

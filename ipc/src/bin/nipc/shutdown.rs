@@ -25,15 +25,18 @@ fn sender() -> &'static watch::Sender<bool> {
     STATE.get_or_init(|| watch::channel(false).0)
 }
 
-/// Starts the signal watcher (call once, inside the runtime).
+/// Starts the signal watcher (call once, inside the runtime). The signal
+/// handlers are registered before this returns, so a signal that arrives
+/// before the watcher task first runs is not lost (nor fatal).
 pub(crate) fn install() {
     let _ = sender();
-    tokio::spawn(async {
-        signal().await;
+    let mut signals = Signals::register();
+    tokio::spawn(async move {
+        signals.next().await;
         sender().send_replace(true);
         tokio::select! {
             _ = tokio::time::sleep(GRACE) => {}
-            _ = signal() => std::process::exit(130),
+            _ = signals.next() => std::process::exit(130),
         }
         if let Some(server) = SERVER.get() {
             let _ = tokio::time::timeout(STOP_BOUND, server.stop()).await;
@@ -63,17 +66,36 @@ impl Requested {
     }
 }
 
-async fn signal() {
+/// SIGINT and SIGTERM, registered at once.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = signal(SignalKind::interrupt())
+                .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The next SIGINT or SIGTERM (Ctrl-C elsewhere).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.unix {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

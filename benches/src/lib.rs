@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Shared inputs for the benchmarks: the standard frame and workload sizes.
 //!
 //! The criterion benches for the codec live in `benches/benches/`; the

@@ -1,6 +1,6 @@
 // A plain node-ipc 14.0.0 client that makes requests to, and subscribes to
 // topics of, a Rust server of this project (the request and publish/subscribe
-// extension, SPEC §5.4). The extension is nothing but event names and JSON
+// extension, `docs/protocol.md` §5). The extension is nothing but event names and JSON
 // shapes on the node-ipc envelope, so a few lines of JS are enough:
 //
 //   request:    emit('ipcx.request', {n, d})  ->  'ipcx.response' {n, d} | {n} | {n, e}

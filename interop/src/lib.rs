@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Cross-runtime interop harness: real node-ipc peers driven from Rust tests.
 //!
 //! This crate owns the Rust side of the interop suite. The Node side lives
@@ -324,6 +325,50 @@ pub fn availability(flavor: Flavor) -> Result<PathBuf> {
             "{} is not node-ipc {}",
             manifest.display(),
             flavor.version()
+        )));
+    }
+    Ok(node)
+}
+
+/// The version of net-ipc the interop suite pins.
+pub const NETIPC_VERSION: &str = "2.2.2";
+
+/// Whether the net-ipc peers can run: the system Node (net-ipc needs
+/// Node ≥ 16) and `interop/node_modules/net-ipc` at [`NETIPC_VERSION`].
+/// Returns the Node binary.
+pub fn netipc_availability() -> Result<PathBuf> {
+    let node = node_binary(Flavor::V12);
+    let out = std::process::Command::new(&node)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| HarnessError::Unavailable(format!("cannot run {}: {e}", node.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match parse_node_version(&text) {
+        Some((major, _)) if out.status.success() && major >= 16 => {}
+        _ => {
+            return Err(HarnessError::Unavailable(format!(
+                "{} is {text:?}, net-ipc needs Node >= 16",
+                node.display()
+            )))
+        }
+    }
+    let manifest = interop_dir()
+        .join("node_modules")
+        .join("net-ipc")
+        .join("package.json");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| {
+        HarnessError::Unavailable(format!(
+            "{} missing ({e}); run `cargo xtask interop` or `npm ci` in interop/",
+            manifest.display()
+        ))
+    })?;
+    let pkg: Value = serde_json::from_str(&text)
+        .map_err(|e| HarnessError::Unavailable(format!("{}: {e}", manifest.display())))?;
+    if pkg.get("version").and_then(Value::as_str) != Some(NETIPC_VERSION) {
+        return Err(HarnessError::Unavailable(format!(
+            "{} is not net-ipc {NETIPC_VERSION}",
+            manifest.display()
         )));
     }
     Ok(node)
@@ -672,6 +717,17 @@ impl NodePeer {
         label: String,
     ) -> Result<NodePeer> {
         let node = availability(flavor)?;
+        Self::spawn_with(node, script, args, label).await
+    }
+
+    /// [`NodePeer::spawn_script`] with an explicit Node binary (e.g. from
+    /// [`netipc_availability`]).
+    pub async fn spawn_with(
+        node: PathBuf,
+        script: &Path,
+        args: &[String],
+        label: String,
+    ) -> Result<NodePeer> {
         let cwd = tempfile::tempdir().map_err(|source| HarnessError::Spawn {
             program: node.clone(),
             source,
@@ -1165,7 +1221,9 @@ impl Matrix {
 // ---------------------------------------------------------------------------
 
 /// A currently free TCP port on `host` (bind to port 0, read, release).
-/// node-ipc cannot bind port 0 itself, so Node servers get a port from here.
+/// node-ipc cannot bind port 0 itself; start Node servers with
+/// [`spawn_server_ready`], which retries on a fresh port when this one is
+/// taken before Node binds it.
 pub fn free_tcp_port(host: IpAddr) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind((host, 0))?;
     Ok(l.local_addr()?.port())
@@ -1175,6 +1233,66 @@ pub fn free_tcp_port(host: IpAddr) -> std::io::Result<u16> {
 pub fn free_udp_port(host: IpAddr) -> std::io::Result<u16> {
     let s = std::net::UdpSocket::bind((host, 0))?;
     Ok(s.local_addr()?.port())
+}
+
+/// Starts a Node server and waits for its `ready` line.
+///
+/// node-ipc cannot bind port 0 (it reads 0 as "no port"), so the port of a
+/// network server is chosen here: whatever port `spec.transport` names is
+/// replaced by one the OS has just handed out for port 0. If the Node server
+/// then cannot bind it — something took it in between, reported as an
+/// `EADDRINUSE` `error` event — that peer is stopped and the server is
+/// started again on a fresh port (at most 5 attempts). Returns the peer and
+/// the transport it really serves, to hand to the other side.
+pub async fn spawn_server_ready(
+    spec: &PeerSpec,
+    timeout: Duration,
+) -> Result<(NodePeer, Transport)> {
+    let io = |source: std::io::Error| HarnessError::Io {
+        peer: spec.label(),
+        source,
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut spec = spec.clone();
+        let network = match &mut spec.transport {
+            Transport::Tcp { host, port } | Transport::Tls { host, port } => {
+                *port = free_tcp_port(*host).map_err(io)?;
+                true
+            }
+            Transport::Udp4 { host, port } | Transport::Udp6 { host, port } => {
+                *port = free_udp_port(*host).map_err(io)?;
+                true
+            }
+            Transport::Unix { .. } => false,
+        };
+        let mut node = NodePeer::spawn(&spec).await?;
+        let ev = node
+            .expect(
+                |e| {
+                    e.kind() == "ready"
+                        || (network
+                            && e.is_event("error")
+                            && e.raw.to_string().contains("EADDRINUSE"))
+                },
+                timeout,
+            )
+            .await?;
+        if ev.kind() == "ready" {
+            return Ok((node, spec.transport));
+        }
+        node.kill().await;
+        if attempt >= 5 {
+            return Err(HarnessError::Io {
+                peer: spec.label(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "five fresh ports in a row were taken before the Node server bound them",
+                ),
+            });
+        }
+    }
 }
 
 /// Lowercase hex of `bytes`.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ipc_client::blocking::BlockingClient;
 use ipc_client::{ClientConfig, ClientEvent, MaxRetries};
-use ipc_interop::{Flavor, Matrix, NodePeer, PeerSpec, Transport};
+use ipc_interop::{spawn_server_ready, Flavor, Matrix, NodePeer, PeerSpec, Transport};
 use ipc_server::blocking::BlockingServer;
 use ipc_server::ServerConfig;
 use ipc_transport::Endpoint;
@@ -48,11 +48,14 @@ async fn blocking<T: Send + 'static>(
 /// Blocking client ↔ node-ipc server.
 async fn client_cell(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
-    let transport = net.server_transport(dir.path());
-    let mut peer = NodePeer::spawn(&PeerSpec::server(flavor, transport.clone()))
-        .await
-        .map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    // Node cannot bind port 0: the harness picks a free port (and a fresh
+    // one if it was taken first) and says which it used.
+    let (mut peer, transport) = spawn_server_ready(
+        &PeerSpec::server(flavor, net.server_transport(dir.path())),
+        T,
+    )
+    .await
+    .map_err(s)?;
     let endpoint = endpoint_of(&transport);
     let mut client = blocking(move || {
         let config = ClientConfig {

@@ -1,6 +1,6 @@
-//! Raw Rust client → real node-ipc server: SPEC §7.1 frames must be
+//! Raw Rust client → real node-ipc server: `docs/protocol.md` §7.1 frames must be
 //! dispatched as the right (type, data), and the §7.3 decode-behaviour
-//! vectors must do what the JS columns of SPEC §1.4 say for v9, v12, v14
+//! vectors must do what the JS columns of `docs/protocol.md` §1.4 say for v9, v12, v14
 //! `fast` and v14 `guarded`, over Unix, TCP/IPv4 and TCP/IPv6.
 //!
 //! Absence checks ("nothing else was dispatched", "the connection stayed
@@ -44,8 +44,7 @@ async fn start_server(flavor: Flavor, net: Net) -> Result<Server, String> {
     let dir = tempfile::tempdir().map_err(s)?;
     let transport = net.server_transport(dir.path());
     let spec = PeerSpec::server(flavor, transport.clone()).listen(listen_types());
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
     Ok(Server {
         peer,
         transport,
@@ -141,7 +140,7 @@ async fn expect_legacy_error(
     Ok(())
 }
 
-/// A vector that makes the Node process crash (SPEC §1.4 "crash" cells): run
+/// A vector that makes the Node process crash (`docs/protocol.md` §1.4 "crash" cells): run
 /// on its own server; the process must print the exception and exit non-zero.
 async fn crash_case(flavor: Flavor, net: Net, input: &[u8]) -> Result<(), String> {
     let mut srv = start_server(flavor, net).await?;
@@ -371,8 +370,7 @@ async fn d11_guarded(net: Net) -> Result<(), String> {
     let transport = net.server_transport(dir.path());
     let spec = PeerSpec::server(Flavor::V14Guarded, transport.clone())
         .config("messageTimeout", json!(300));
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
     let mut srv = Server {
         peer,
         transport,
@@ -383,7 +381,7 @@ async fn d11_guarded(net: Net) -> Result<(), String> {
     expect_protocol_error(&mut srv, &mut st, "ERR_IPC_MESSAGE_TIMEOUT").await
 }
 
-/// Crash cells per SPEC §1.4 (valid JSON, bad envelope, non-guarded v12/v14).
+/// Crash cells per `docs/protocol.md` §1.4 (valid JSON, bad envelope, non-guarded v12/v14).
 fn crash_input(flavor: Flavor, id: &str) -> Option<&'static [u8]> {
     match (flavor, id) {
         (Flavor::V12 | Flavor::V14Fast, "D4") => Some(b"{\"data\":1}\x0c"),

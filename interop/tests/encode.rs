@@ -1,4 +1,4 @@
-//! SPEC §7.1 framed encode vectors, produced by real node-ipc peers and
+//! `docs/protocol.md` §7.1 framed encode vectors, produced by real node-ipc peers and
 //! compared byte for byte on a raw Rust socket.
 //!
 //! * `node_client_to_rust_server`: `client.emit(type, data)` from a Node
@@ -76,8 +76,7 @@ async fn server_cell(flavor: Flavor, net: Net, m: &mut Matrix) {
     let transport = net.server_transport(dir.path());
     let spec = PeerSpec::server(flavor, transport.clone());
     let setup = async {
-        let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-        peer.ready(T).await.map_err(s)?;
+        let (mut peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
         let stream = connect(&transport).await?;
         let ev = peer
             .expect(|e| e.is_event("connect") && e.socket_arg(0).is_some(), T)

@@ -1,6 +1,6 @@
 //! `interop/js/ext-client.mjs`: a plain node-ipc 14.0.0 client (`fast` and
 //! `guarded` parsers) subscribing to topics of our server and making
-//! requests (SPEC §5.4), over Unix and TCP.
+//! requests (`docs/protocol.md` §5), over Unix and TCP.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,4 @@
-//! SPEC §3.3 lifecycle sequences that a raw Rust endpoint can drive, for
+//! `docs/protocol.md` §3.3 lifecycle sequences that a raw Rust endpoint can drive, for
 //! every peer over Unix, TCP/IPv4 and TCP/IPv6:
 //!
 //! * the Rust server closes the connection: a Node client with
@@ -82,10 +82,10 @@ async fn client_disconnect(flavor: Flavor, net: Net) -> Result<(), String> {
 async fn server_stop(flavor: Flavor, net: Net) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(s)?;
     let transport = net.server_transport(dir.path());
-    let mut peer = NodePeer::spawn(&PeerSpec::server(flavor, transport.clone()))
-        .await
-        .map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (mut peer, transport) =
+        ipc_interop::spawn_server_ready(&PeerSpec::server(flavor, transport), T)
+            .await
+            .map_err(s)?;
     let mut st = connect(&transport).await?;
     peer.expect(|e| e.is_event("connect"), T).await.map_err(s)?;
     peer.command(json!({"cmd":"stop"}), T).await.map_err(s)?;

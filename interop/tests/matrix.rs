@@ -1,7 +1,7 @@
 //! The interop matrix with this project's crates on the Rust side:
 //! {our server ↔ Node client, Node server ↔ our client} × {v9, v12,
 //! v14-fast, v14-guarded} × {unix, tcp4, tcp6, tls, mtls, udp4, udp6} ×
-//! {SPEC §7.1 data kinds byte-compared, raw buffers in each encoding,
+//! {`docs/protocol.md` §7.1 data kinds byte-compared, raw buffers in each encoding,
 //! broadcast to Rust and Node receivers, sync mode, reconnect after a server
 //! restart, a 1 MiB message, a burst of 10,000 messages in order}.
 //!
@@ -37,9 +37,9 @@ fn raw_case(enc: RawEncoding) -> String {
     format!("raw-{}", enc.as_str())
 }
 
-const NA_RAW_GUARDED: &str = "with rawBuffer=true node-ipc 14 always uses its raw parser, whatever `parser` says (SPEC §1.6): the v14-fast raw cells cover v14-guarded";
+const NA_RAW_GUARDED: &str = "with rawBuffer=true node-ipc 14 always uses its raw parser, whatever `parser` says (`docs/protocol.md` §1.6): the v14-fast raw cells cover v14-guarded";
 
-const NA_CRLF_LEGACY: &str = "v9/v12 match the delimiter against the last character of their buffer, so a delimiter longer than one UTF-16 code unit never matches and nothing is dispatched (SPEC §1.4); use a single-character delimiter with these versions";
+const NA_CRLF_LEGACY: &str = "v9/v12 match the delimiter against the last character of their buffer, so a delimiter longer than one UTF-16 code unit never matches and nothing is dispatched (`docs/protocol.md` §1.4); use a single-character delimiter with these versions";
 
 /// Bounded cell body.
 async fn cell<F>(fut: F) -> Result<(), String>
@@ -54,6 +54,12 @@ fn spec_with_tls(spec: PeerSpec, tls: Option<Value>) -> PeerSpec {
         Some(t) => spec.config("tls", t),
         None => spec,
     }
+}
+
+/// Starts a Node server on a port the OS chose (a fresh one if it was
+/// taken before Node bound it) and returns the transport it serves.
+async fn spawn_server(spec: &PeerSpec) -> Result<(NodePeer, Transport), String> {
+    ipc_interop::spawn_server_ready(spec, T).await.map_err(s)
 }
 
 async fn spawn_ready(spec: &PeerSpec) -> Result<NodePeer, String> {
@@ -191,7 +197,7 @@ async fn ours_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     };
     let legacy = flavor.is_legacy();
 
-    // SPEC §7.1, both ways on one connection.
+    // `docs/protocol.md` §7.1, both ways on one connection.
     for v in encode_vectors() {
         let res = cell(async {
             node.command(v.command(), T).await.map_err(s)?;
@@ -428,7 +434,7 @@ async fn ours_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 }
 
 /// Raw mode, our server: per encoding a Node raw client
-/// writes the string of SPEC §7.2 (our server must see those bytes, which
+/// writes the string of `docs/protocol.md` §7.2 (our server must see those bytes, which
 /// our `RawEncoding` also produces) and our server writes [`RAW_IN`] back.
 async fn raw_ours_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
@@ -511,11 +517,20 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     let cases = node_server_cases(flavor, via);
     let dir = tempfile::tempdir().unwrap();
     let codec = codec(flavor);
-    let transport = via.node_transport(dir.path(), "node.sock");
-    let sspec = spec_with_tls(
-        PeerSpec::server(flavor, transport.clone()),
+    let mut sspec = spec_with_tls(
+        PeerSpec::server(flavor, via.node_transport(dir.path(), "node.sock")),
         node_server_tls(via, &pki),
     );
+    let (mut node, transport) = match common::bounded_setup(spawn_server(&sspec)).await {
+        Ok(v) => v,
+        Err(e) => {
+            let refs: Vec<&str> = cases.iter().map(String::as_str).collect();
+            g.fail_all(&refs, &e);
+            return g;
+        }
+    };
+    // A restart serves the same port again.
+    sspec.transport = transport.clone();
     let client = Client::new(
         endpoint_of(&transport),
         our_client_config(via, &pki, codec.clone(), true),
@@ -523,18 +538,18 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     .unwrap();
     let mut rx = tap_client(&client);
     let setup = async {
-        let mut node = spawn_ready(&sspec).await?;
         client.start();
         wait_for(&mut rx, "connect", cli_connect).await?;
         let sock = node_connect(&mut node).await?;
-        Ok::<_, String>((node, sock))
+        Ok::<_, String>(sock)
     };
-    let (mut node, mut sock) = match common::bounded_setup(setup).await {
+    let mut sock = match common::bounded_setup(setup).await {
         Ok(v) => v,
         Err(e) => {
             let refs: Vec<&str> = cases.iter().map(String::as_str).collect();
             g.fail_all(&refs, &e);
             let _ = client.destroy().await;
+            node.kill().await;
             return g;
         }
     };
@@ -612,12 +627,12 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
     for (case, delim) in delimiters {
         let res = cell(async {
             let d2 = tempfile::tempdir().map_err(s)?;
-            let t2 = via.node_transport(d2.path(), "node-delim.sock");
             let spec = spec_with_tls(
-                PeerSpec::server(flavor, t2.clone()).config("delimiter", json!(delim)),
+                PeerSpec::server(flavor, via.node_transport(d2.path(), "node-delim.sock"))
+                    .config("delimiter", json!(delim)),
                 node_server_tls(via, &pki),
             );
-            let mut n2 = spawn_ready(&spec).await?;
+            let (mut n2, t2) = spawn_server(&spec).await?;
             let c = codec.clone().with_delimiter(delim.as_bytes().to_vec());
             let cl =
                 Client::new(endpoint_of(&t2), our_client_config(via, &pki, c, true)).map_err(s)?;
@@ -768,7 +783,9 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
         })
         .await?;
         client.emit("message", "after-restart").await.map_err(s)?;
-        node = spawn_ready(&sspec).await?;
+        // Not `spawn_ready`: our client may reconnect before the peer prints
+        // `ready`, and waiting for `ready` would skip the `connect` below.
+        node = NodePeer::spawn(&sspec).await.map_err(s)?;
         wait_for(&mut rx, "connect after restart", cli_connect).await?;
         sock = node_connect(&mut node).await?;
         node.expect(|e| is_msg(e, "message", &json!("after-restart")), T)
@@ -796,7 +813,7 @@ async fn node_server_group(flavor: Flavor, via: Via, pki: Arc<Pki>) -> Group {
 
 /// Raw mode, Node server: per encoding our raw client writes [`RAW_IN`]
 /// (the Node server reports what it decoded) and the Node server writes the
-/// SPEC §7.2 string (our client must see those bytes).
+/// `docs/protocol.md` §7.2 string (our client must see those bytes).
 async fn raw_node_server(flavor: Flavor, via: Via, pki: &Pki, g: &mut Group) {
     for (enc, text, hex) in raw_vectors() {
         if flavor == Flavor::V14Guarded {
@@ -819,14 +836,13 @@ async fn raw_node_cell(
     let want = hex_decode(hex).unwrap();
     // node-ipc 14 reads `encoding` once, when the server is built.
     let dir = tempfile::tempdir().map_err(s)?;
-    let transport = via.node_transport(dir.path(), "node-raw.sock");
     let spec = spec_with_tls(
-        PeerSpec::server(flavor, transport.clone())
+        PeerSpec::server(flavor, via.node_transport(dir.path(), "node-raw.sock"))
             .config("rawBuffer", json!(true))
             .config("encoding", json!(enc.as_str())),
         node_server_tls(via, pki),
     );
-    let mut node = spawn_ready(&spec).await?;
+    let (mut node, transport) = spawn_server(&spec).await?;
     let cl = Client::new(
         endpoint_of(&transport),
         our_client_config(via, pki, CodecConfig::raw(), true),
@@ -890,9 +906,11 @@ impl Fam {
             port,
         }
     }
+    /// A Node UDP server's transport; the port is chosen when it starts
+    /// (`spawn_server`).
     fn node(self) -> Transport {
         let host = self.host();
-        let port = low_port(host, true);
+        let port = 0;
         match self {
             Fam::V4 => Transport::Udp4 { host, port },
             Fam::V6 => Transport::Udp6 { host, port },
@@ -942,9 +960,9 @@ async fn our_udp(
 /// Datagrams sent before waiting for the receiver to catch up.
 const UDP_WINDOW: u64 = 250;
 
-const NA_UDP_SYNC: &str = "sync is an option of stream clients; node-ipc has no UDP clients and UDP servers never wait for answers (SPEC §2.5, §3.5)";
-const NA_UDP_BIG: &str = "one frame travels in one datagram and node-ipc never splits a frame on send; a datagram carries at most 65,507 (IPv4) / 65,527 (IPv6) bytes (SPEC §2.5)";
-const NA_UDP_LEGACY_BROADCAST: &str = "server.broadcast on a v9/v12 UDP server is a no-op: it never records peers, so nothing is sent (SPEC §2.5)";
+const NA_UDP_SYNC: &str = "sync is an option of stream clients; node-ipc has no UDP clients and UDP servers never wait for answers (`docs/protocol.md` §2.5, §3.5)";
+const NA_UDP_BIG: &str = "one frame travels in one datagram and node-ipc never splits a frame on send; a datagram carries at most 65,507 (IPv4) / 65,527 (IPv6) bytes (`docs/protocol.md` §2.5)";
+const NA_UDP_LEGACY_BROADCAST: &str = "server.broadcast on a v9/v12 UDP server is a no-op: it never records peers, so nothing is sent (`docs/protocol.md` §2.5)";
 
 fn udp_cases() -> Vec<String> {
     let mut c: Vec<String> = data_case_ids().into_iter().map(String::from).collect();
@@ -964,18 +982,16 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     let mut node_g = Group::new("node-server", flavor, fam.label());
     let legacy = flavor.is_legacy();
     let codec = codec(flavor);
-    let nt = fam.node();
-    let naddr = addr_of(&nt);
-    let nspec = PeerSpec::server(flavor, nt.clone());
+    let nspec = PeerSpec::server(flavor, fam.node());
     let setup = async {
-        let (srv, rx, oaddr) = our_udp(fam, low_port(fam.host(), true), codec.clone()).await?;
+        let (srv, rx, oaddr) = our_udp(fam, 0, codec.clone()).await?;
         // Our frames for F7 (no data) go out through a raw-profile socket:
         // `Server::emit_to` always carries data.
         let (rawsrv, _rawrx, _) = our_udp(fam, 0, CodecConfig::raw()).await?;
-        let node = spawn_ready(&nspec).await?;
-        Ok::<_, String>((srv, rx, oaddr, rawsrv, node))
+        let (node, nt) = spawn_server(&nspec).await?;
+        Ok::<_, String>((srv, rx, oaddr, rawsrv, node, nt))
     };
-    let (srv, mut rx, oaddr, rawsrv, mut node) = match common::bounded_setup(setup).await {
+    let (srv, mut rx, oaddr, rawsrv, mut node, nt) = match common::bounded_setup(setup).await {
         Ok(v) => v,
         Err(e) => {
             let cases = udp_cases();
@@ -985,6 +1001,7 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
             return vec![ours_g, node_g];
         }
     };
+    let naddr = addr_of(&nt);
 
     for v in encode_vectors() {
         // Node → ours.
@@ -1025,10 +1042,11 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
         let res = cell(async {
             let c = codec.clone().with_delimiter(b"\n".to_vec());
             let (s2, mut rx2, a2) = our_udp(fam, 0, c).await?;
-            let t2 = fam.node();
+            let (mut n2, t2) = spawn_server(
+                &PeerSpec::server(flavor, fam.node()).config("delimiter", json!("\n")),
+            )
+            .await?;
             let n2addr = addr_of(&t2);
-            let mut n2 =
-                spawn_ready(&PeerSpec::server(flavor, t2).config("delimiter", json!("\n"))).await?;
             n2.command(
                 json!({"cmd":"emit","target":target(a2),"type":"message","data":"hi"}),
                 T,
@@ -1089,8 +1107,7 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     } else {
         let res = cell(async {
             let (peer2, mut prx, p2addr) = our_udp(fam, 0, codec.clone()).await?;
-            let t3 = fam.node();
-            let mut n3 = spawn_ready(&PeerSpec::server(flavor, t3)).await?;
+            let (mut n3, _) = spawn_server(&PeerSpec::server(flavor, fam.node())).await?;
             peer2
                 .emit_to(naddr, "message", "from-rust-2")
                 .await
@@ -1185,10 +1202,15 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     node_g.put("burst-10000", res);
 
     // Restarts: UDP has no connection, so "reconnect" means datagrams flow
-    // again once the restarted server is bound to the same port.
+    // again once the restarted server is bound — to the same port when it
+    // is still free, else (another socket of this busy test process took it
+    // meanwhile) to a fresh one the Node peer is told about.
     let res = cell(async {
         srv.stop().await;
-        let (again, mut rx2, _) = our_udp(fam, oaddr.port(), codec.clone()).await?;
+        let (again, mut rx2, oaddr) = match our_udp(fam, oaddr.port(), codec.clone()).await {
+            Ok(v) => v,
+            Err(_) => our_udp(fam, 0, codec.clone()).await?,
+        };
         node.command(
             json!({"cmd":"emit","target":target(oaddr),"type":"message","data":"after-restart"}),
             T,
@@ -1208,9 +1230,12 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     })
     .await;
     ours_g.put("reconnect", res);
+    // The Node UDP server restarts, on a fresh port (`spawn_server`).
     let res = cell(async {
         node.kill().await;
-        node = spawn_ready(&nspec).await?;
+        let (n, nt) = spawn_server(&nspec).await?;
+        node = n;
+        let naddr = addr_of(&nt);
         let (s3, _r3, _) = our_udp(fam, 0, codec.clone()).await?;
         s3.emit_to(naddr, "message", "after-restart")
             .await
@@ -1229,8 +1254,8 @@ async fn udp_group(flavor: Flavor, fam: Fam) -> Vec<Group> {
     vec![ours_g, node_g]
 }
 
-/// Raw datagrams in each encoding: the Node raw UDP server writes the SPEC
-/// §7.2 string to ours; ours writes [`RAW_IN`] to it.
+/// Raw datagrams in each encoding: the Node raw UDP server writes the
+/// `docs/protocol.md` §7.2 string to ours; ours writes [`RAW_IN`] to it.
 async fn udp_raw(flavor: Flavor, fam: Fam, ours_g: &mut Group, node_g: &mut Group) {
     if flavor == Flavor::V14Guarded {
         for (enc, _, _) in raw_vectors() {
@@ -1251,13 +1276,11 @@ async fn udp_raw(flavor: Flavor, fam: Fam, ours_g: &mut Group, node_g: &mut Grou
     };
     for (enc, text, hex) in raw_vectors() {
         // node-ipc 14 reads `encoding` once, when the server is built.
-        let nt = fam.node();
-        let naddr = addr_of(&nt);
-        let spec = PeerSpec::server(flavor, nt)
+        let spec = PeerSpec::server(flavor, fam.node())
             .config("rawBuffer", json!(true))
             .config("encoding", json!(enc.as_str()));
-        let mut node = match common::bounded_setup(spawn_ready(&spec)).await {
-            Ok(n) => n,
+        let (mut node, naddr) = match common::bounded_setup(spawn_server(&spec)).await {
+            Ok((n, t)) => (n, addr_of(&t)),
             Err(e) => {
                 ours_g.put(&raw_case(enc), Err(e.clone()));
                 node_g.put(&raw_case(enc), Err(e));

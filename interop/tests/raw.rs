@@ -1,4 +1,4 @@
-//! SPEC §7.2 rawBuffer vectors on stream transports: the bytes a Node peer
+//! `docs/protocol.md` §7.2 rawBuffer vectors on stream transports: the bytes a Node peer
 //! writes for each payload kind and `encoding` (R1–R7, read on a raw Rust
 //! socket), and what a Node raw server hands its `data` listener for binary
 //! input (R8: lossless in v14, a lossy string round trip in v9/v12).
@@ -100,8 +100,7 @@ async fn inbound_cell(flavor: Flavor, net: Net, enc: &str) -> Result<(), String>
     let spec = PeerSpec::server(flavor, transport.clone())
         .config("rawBuffer", json!(true))
         .config("encoding", json!(enc));
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let (mut peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
     let mut st = connect(&transport).await?;
     let ev = peer
         .expect(|e| e.is_event("connect") && e.socket_arg(0).is_some(), T)

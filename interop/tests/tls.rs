@@ -7,7 +7,7 @@
 //!   refuse);
 //! * Node TLS client → Rust TLS server (server auth only, then mutual TLS).
 //!
-//! Frames are checked byte for byte (SPEC §7.1 F1) in both directions.
+//! Frames are checked byte for byte (`docs/protocol.md` §7.1 F1) in both directions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::*;
-use ipc_interop::{free_tcp_port, hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
+use ipc_interop::{hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -172,10 +172,11 @@ async fn start_node_server(
     host: IpAddr,
     tls: Value,
 ) -> Result<(NodePeer, SocketAddr), String> {
-    let port = free_tcp_port(host).map_err(s)?;
-    let spec = PeerSpec::server(flavor, Transport::Tls { host, port }).config("tls", tls);
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    peer.ready(T).await.map_err(s)?;
+    let spec = PeerSpec::server(flavor, Transport::Tls { host, port: 0 }).config("tls", tls);
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
+    let Transport::Tls { port, .. } = transport else {
+        return Err(format!("not a TLS transport: {transport:?}"));
+    };
     Ok((peer, SocketAddr::new(host, port)))
 }
 

@@ -1,4 +1,4 @@
-//! SPEC §7.4 UDP vectors over udp4 and udp6, both directions, between a raw
+//! `docs/protocol.md` §7.4 UDP vectors over udp4 and udp6, both directions, between a raw
 //! Rust `UdpSocket` and real node-ipc UDP servers (framed and rawBuffer).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +7,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 
 use common::*;
-use ipc_interop::{free_udp_port, hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
+use ipc_interop::{hex_decode, Flavor, Matrix, NodePeer, PeerSpec, Transport};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -40,20 +40,18 @@ struct Udp {
 
 async fn start(flavor: Flavor, fam: Fam, raw: bool) -> Result<Udp, String> {
     let host = fam.host();
-    let port = free_udp_port(host).map_err(s)?;
     let transport = match fam {
-        Fam::Udp4 => Transport::Udp4 { host, port },
-        Fam::Udp6 => Transport::Udp6 { host, port },
+        Fam::Udp4 => Transport::Udp4 { host, port: 0 },
+        Fam::Udp6 => Transport::Udp6 { host, port: 0 },
     };
     let mut spec = PeerSpec::server(flavor, transport);
     if raw {
         spec = spec.config("rawBuffer", json!(true));
     }
-    let mut peer = NodePeer::spawn(&spec).await.map_err(s)?;
-    let ready = peer.ready(T).await.map_err(s)?;
-    if ready.port != Some(port) {
-        return Err(format!("peer bound {:?}, want port {port}", ready.port));
-    }
+    let (peer, transport) = ipc_interop::spawn_server_ready(&spec, T).await.map_err(s)?;
+    let (Transport::Udp4 { port, .. } | Transport::Udp6 { port, .. }) = transport else {
+        return Err(format!("not a UDP transport: {transport:?}"));
+    };
     let sock = UdpSocket::bind((host, 0)).await.map_err(s)?;
     Ok(Udp {
         peer,
@@ -218,7 +216,7 @@ async fn raw_case(flavor: Flavor, id: &str, u: &mut Udp) -> Result<(), String> {
             let (input, want): (&[u8], &[u8]) = match id {
                 "raw-recv" => (&[0x05, 0x6d, 0x5c], &[0x05, 0x6d, 0x5c]),
                 "raw-empty" => (&[], &[]),
-                // SPEC §7.2 R8 / §1.7: v9/v12 UDP raw receive decodes UTF-8.
+                // `docs/protocol.md` §7.2 R8 / §1.7: v9/v12 UDP raw receive decodes UTF-8.
                 _ if flavor.is_legacy() => (
                     &[0xff, 0xfe, 0x00, 0x80],
                     &[0xef, 0xbf, 0xbd, 0xef, 0xbf, 0xbd, 0x00, 0xef, 0xbf, 0xbd],

@@ -1,4 +1,4 @@
-//! The assured profile's transport gate for clients (SPEC §2.4,
+//! The assured profile's transport gate for clients (`docs/protocol.md` §2.4,
 //! `ipc_transport::assured`): checked when the client is created and, for
 //! Unix sockets, before every connection attempt. No socket is opened for
 //! a refused endpoint.

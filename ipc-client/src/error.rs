@@ -40,7 +40,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The peer sent something the profile refuses; the client closed the
-    /// connection and will not reconnect (SPEC §1.4).
+    /// connection and will not reconnect (`docs/protocol.md` §1.4).
     #[error("protocol violation from {endpoint}: {source}")]
     Protocol {
         /// The endpoint.
@@ -85,6 +85,15 @@ pub enum ClientError {
         frames: usize,
         /// How many bytes.
         bytes: usize,
+    },
+    /// Answers to the server's calls (responses, pongs) could not be
+    /// queued: the outbound queue was full or closed.
+    #[error("{count} answer(s) to {endpoint} could not be queued")]
+    AnswersUnsent {
+        /// The endpoint.
+        endpoint: String,
+        /// How many answers were lost.
+        count: u64,
     },
     /// A sync-mode emit got no answer within `sync_timeout`.
     #[error("no answer from {endpoint} within the sync timeout; releasing the next message")]
@@ -136,6 +145,45 @@ pub enum ClientError {
     /// The configuration is unusable.
     #[error("invalid client configuration: {0}")]
     Config(#[source] ProtocolError),
+    /// The answer to a request does not fit the type asked for
+    /// ([`Client::request_as`](crate::Client::request_as)).
+    #[error("the answer from {endpoint} does not fit the expected type: {source}")]
+    Answer {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No connection came: the retry policy gave up, the client was
+    /// stopped, or (with `after`) the wait timed out. The source is the
+    /// last real cause, when there was one.
+    #[error("{}", not_connected_text(endpoint, after, last.as_deref()))]
+    NotConnected {
+        /// The endpoint.
+        endpoint: String,
+        /// The time limit that ran out, if the wait had one.
+        after: Option<std::time::Duration>,
+        /// The last failure of a connection attempt.
+        #[source]
+        last: Option<std::sync::Arc<ClientError>>,
+    },
+}
+
+fn not_connected_text(
+    endpoint: &str,
+    after: &Option<std::time::Duration>,
+    last: Option<&ClientError>,
+) -> String {
+    let mut s = match after {
+        Some(d) => format!("not connected to {endpoint} within {d:?}"),
+        None => format!("not connected to {endpoint}: no retry left"),
+    };
+    match last {
+        Some(e) => s.push_str(&format!(" (last failure: {e})")),
+        None => s.push_str(" (no attempt has failed yet)"),
+    }
+    s
 }
 
 impl ClientError {
@@ -143,19 +191,55 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Connect { source, .. } => source.code(),
-            ClientError::Io { .. } | ClientError::TlsRejected { .. } => None,
+            ClientError::Io { .. } => Some(ErrorCode::Io),
+            ClientError::TlsRejected { .. } => Some(ErrorCode::AssuredTls),
             ClientError::Protocol { source, .. }
             | ClientError::Encode { source, .. }
             | ClientError::Topic(source)
             | ClientError::Config(source) => Some(source.code()),
             ClientError::Call { source, .. } => source.code(),
             ClientError::Handshake { code, .. } => Some(*code),
-            ClientError::Backpressure { .. } => Some(ErrorCode::Backpressure),
+            ClientError::Backpressure { .. } | ClientError::AnswersUnsent { .. } => {
+                Some(ErrorCode::Backpressure)
+            }
             ClientError::Destroyed { .. } => Some(ErrorCode::Destroyed),
             ClientError::Undelivered { .. } => Some(ErrorCode::NotConnected),
             ClientError::SyncTimeout { .. } => Some(ErrorCode::SyncTimeout),
             ClientError::Idle { .. } => Some(ErrorCode::MessageTimeout),
             ClientError::Handler { .. } => Some(ErrorCode::Handler),
+            ClientError::Answer { .. } => Some(ErrorCode::InvalidMessage),
+            ClientError::NotConnected { last, .. } => last
+                .as_ref()
+                .and_then(|e| e.code())
+                .or(Some(ErrorCode::NotConnected)),
+        }
+    }
+
+    /// Whether this error ended a connection or a connection attempt (what
+    /// [`ClientError::NotConnected`] reports as the last failure).
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. }
+                | ClientError::Io { .. }
+                | ClientError::TlsRejected { .. }
+                | ClientError::Protocol { .. }
+                | ClientError::Idle { .. }
+                | ClientError::Handshake { .. }
+        )
+    }
+
+    /// The kind of the underlying I/O error (`NotFound` for `ENOENT`,
+    /// `ConnectionRefused` for `ECONNREFUSED`, …), looking through
+    /// [`ClientError::NotConnected`] to its last failure.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            ClientError::Connect { source, .. } => source.io_kind(),
+            ClientError::Io { source, .. } | ClientError::TlsRejected { source, .. } => {
+                Some(source.kind())
+            }
+            ClientError::NotConnected { last, .. } => last.as_ref().and_then(|e| e.io_kind()),
+            _ => None,
         }
     }
 

@@ -71,6 +71,10 @@ impl Event for ClientEvent {
         ClientEvent::name(self)
     }
 
+    fn is_error(&self) -> bool {
+        matches!(self, ClientEvent::Error(_))
+    }
+
     fn error_text(&self) -> Option<String> {
         self.error().map(|e| e.to_string())
     }

@@ -1,10 +1,15 @@
-//! # ipc-client — an async node-ipc client
+#![doc = include_str!("../README.md")]
+//! ## ipc-client — an async node-ipc client
 //!
 //! **Owns:** the client side of node-ipc's behaviour: connecting to an
 //! endpoint (with the assured profile's transport checks), the reconnect
-//! policy ([`retry`], SPEC §3.6), the outbound queue surviving reconnects,
+//! policy ([`retry`], `docs/protocol.md` §3.6), the outbound queue surviving reconnects,
 //! sync mode, the extension handshake and subscriptions renewed after a
-//! reconnect, and the lifecycle events of SPEC §3.3.
+//! reconnect, and the lifecycle events of `docs/protocol.md` §3.3. With
+//! [`ClientConfig::protocol`] set to [`Protocol::NetIpc`] it joins net-ipc
+//! servers instead (the net-ipc handshake with the `hello` as connect
+//! payload, then the same machinery through `ipc_conn::netipc`);
+//! [`RetryConfig::net_ipc`] is net-ipc's own reconnect policy.
 //!
 //! **Does not own:** bytes on the wire and the `ipcx` message shapes
 //! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does
@@ -35,7 +40,7 @@ mod error;
 mod event;
 pub mod retry;
 
-pub use client::{Client, ClientConfig, ClientState};
+pub use client::{Client, ClientConfig, ClientState, Protocol, WeakClient};
 pub use error::ClientError;
 pub use event::ClientEvent;
 pub use ipc_conn::{

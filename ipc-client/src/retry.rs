@@ -1,4 +1,4 @@
-//! node-ipc's reconnect policy, bit for bit (SPEC §3.6), plus an opt-in
+//! node-ipc's reconnect policy, bit for bit (`docs/protocol.md` §3.6), plus an opt-in
 //! jittered exponential backoff.
 //!
 //! The policy is a small state machine with no clock: the client's supervisor
@@ -72,6 +72,12 @@ pub enum Backoff {
         /// Relative jitter, e.g. 0.2 for ±20 %.
         jitter: f64,
     },
+    /// `retry · k` for the k-th consecutive attempt (k from 1), capped at
+    /// `max`: net-ipc's policy (see [`RetryConfig::net_ipc`]).
+    Linear {
+        /// Upper bound of the delay.
+        max: Duration,
+    },
 }
 
 impl Backoff {
@@ -105,6 +111,21 @@ impl Default for RetryConfig {
             max_retries: MaxRetries::Unlimited,
             stop_retrying: false,
             backoff: Backoff::Fixed,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// net-ipc's client policy: after a disconnect, at most 3 attempts, the
+    /// k-th after `min(500 ms · k, 10 s)`.
+    pub fn net_ipc() -> RetryConfig {
+        RetryConfig {
+            retry: ipc_proto::netipc::RETRY_INCREMENT,
+            max_retries: MaxRetries::Limited(u64::from(ipc_proto::netipc::DEFAULT_RETRIES)),
+            stop_retrying: false,
+            backoff: Backoff::Linear {
+                max: ipc_proto::netipc::MAX_RETRY_DELAY,
+            },
         }
     }
 }
@@ -194,6 +215,10 @@ impl RetryState {
     fn delay(&self, config: &RetryConfig) -> Duration {
         match config.backoff {
             Backoff::Fixed => config.retry,
+            Backoff::Linear { max } => config
+                .retry
+                .saturating_mul(self.consecutive.saturating_add(1))
+                .min(max),
             Backoff::Exponential { max, jitter } => {
                 let factor = 2u32.saturating_pow(self.consecutive.min(30));
                 let base = config.retry.saturating_mul(factor).min(max);
@@ -230,6 +255,32 @@ mod tests {
             max_retries: max,
             ..RetryConfig::default()
         }
+    }
+
+    #[test]
+    fn net_ipc_policy_is_linear_capped_and_limited_to_three() {
+        let c = RetryConfig::net_ipc();
+        let mut st = RetryState::new(&c);
+        let mut delays = Vec::new();
+        while let OnClose::RetryAfter(d) = st.on_close(&c, false, false) {
+            delays.push(d.as_millis());
+            assert_eq!(st.on_timer(&c, false), OnTimer::Reconnect);
+        }
+        assert_eq!(delays, [500, 1000, 1500]);
+        // A connection refills the budget and restarts the ramp; the cap holds.
+        st.on_connect(&c);
+        let far = RetryConfig {
+            max_retries: MaxRetries::Unlimited,
+            ..c
+        };
+        let mut st = RetryState::new(&far);
+        let mut last = 0;
+        for _ in 0..30 {
+            if let OnClose::RetryAfter(d) = st.on_close(&far, false, false) {
+                last = d.as_millis();
+            }
+        }
+        assert_eq!(last, 10_000);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Faults and hostile servers against a real client (DESIGN.md's
-//! guarantees, SPEC §1.4, §3.4, §4, §6): a server that never reads, a server
+//! guarantees, `docs/protocol.md` §1.4, §3.4, §4, §6): a server that never reads, a server
 //! that vanishes while the client holds queued frames, hostile frames per
 //! profile, a 1 GiB frame and a slowloris partial frame from the server.
 //!
@@ -7,6 +7,8 @@
 //! case is precise. Every wait is bounded by [`T`]; no test sleeps hoping
 //! something happened.
 
+// Raw Unix listeners throughout.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -229,7 +231,7 @@ async fn from_server(codec: CodecConfig, input: &[u8]) -> (Vec<ClientEvent>, usi
     (events, conns)
 }
 
-/// Hostile frames from a server, per profile (SPEC §1.4, §3.4, §7.3): in
+/// Hostile frames from a server, per profile (`docs/protocol.md` §1.4, §3.4, §7.3): in
 /// fast, reserved and prototype names are delivered as remote messages
 /// (never as local lifecycle events); guarded rejects them. Malformed
 /// frames end the connection with a typed error and no reconnect.

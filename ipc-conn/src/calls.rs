@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 /// The default per-call timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The handshake mode (SPEC §5.4 rule 5).
+/// The handshake mode (`docs/protocol.md` §5.2 rule 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HandshakeMode {
     /// No handshake (plain node-ipc peers never answer one). Servers still
@@ -255,15 +255,28 @@ impl Calls {
     }
 
     /// Settles the call an `ipcx.response` or `ipcx.pong` answers. Returns
-    /// false for an unknown or malformed answer (ignored).
-    pub fn resolve(&self, msg: &Message) -> bool {
-        let Ok(r) = ext::decode::<ResponseIn>(msg) else {
-            tracing::debug!(event = msg.event(), "malformed extension answer ignored");
-            return false;
+    /// false for an answer to an unknown or expired call (ignored), and the
+    /// error for a malformed one (whose call, if its id can be read, fails
+    /// with that error at once).
+    pub fn resolve(&self, msg: &Message) -> Result<bool, ProtocolError> {
+        let r = match ext::decode::<ResponseIn>(msg) {
+            Ok(r) => r,
+            Err(e) => {
+                // The caller it answers (if it can be named) fails now
+                // instead of waiting for its timeout.
+                let waiter = ext::call_id(msg).and_then(|n| self.lock().remove(&n));
+                if let Some(tx) = waiter {
+                    let _ = tx.send(Err(CallError::Remote {
+                        code: e.code().as_str().to_owned(),
+                        message: e.message().to_owned(),
+                    }));
+                }
+                return Err(e);
+            }
         };
         let Some(tx) = self.lock().remove(&r.n) else {
             tracing::debug!(n = %r.n, "answer to an unknown or expired call ignored");
-            return false;
+            return Ok(false);
         };
         let result = match r.e {
             Some(e) => Err(CallError::Remote {
@@ -272,8 +285,10 @@ impl Calls {
             }),
             None => Ok(Response { data: r.d }),
         };
+        // The caller may have given up (its future was dropped): nothing
+        // is lost that anyone waits for.
         let _ = tx.send(result);
-        true
+        Ok(true)
     }
 
     /// Fails every call in flight.
@@ -427,7 +442,7 @@ pub enum Flow {
 
 type ReqHandler<P> = Arc<dyn Fn(&Request<P>) -> Result<Flow, String> + Send + Sync>;
 
-/// Request handlers, run in registration order (SPEC §5.4 rule 3).
+/// Request handlers, run in registration order (`docs/protocol.md` §5.2 rule 3).
 pub struct RequestHandlers<P> {
     list: Mutex<Arc<Vec<ReqHandler<P>>>>,
 }
@@ -472,16 +487,31 @@ impl<P> RequestHandlers<P> {
     /// Runs the handlers for one `ipcx.request` message. With no handler the
     /// request is answered at once without data; a handler error or panic is
     /// answered with `ERR_IPC_HANDLER`. Returns the handler panics' messages.
+    ///
+    /// A malformed request is answered with `ERR_IPC_INVALID_MESSAGE` when
+    /// its id can be read; otherwise it is returned as the error, for the
+    /// caller to report.
     pub fn dispatch(
         &self,
         msg: &Message,
         peer: P,
         sink: Sink,
         encoder: &FrameEncoder,
-    ) -> Vec<String> {
-        let Ok(c) = ext::decode::<CallIn>(msg) else {
-            tracing::debug!("malformed ipcx.request ignored");
-            return Vec::new();
+    ) -> Result<Vec<String>, ProtocolError> {
+        let c = match ext::decode::<CallIn>(msg) {
+            Ok(c) => c,
+            Err(e) => {
+                return match ext::call_id(msg) {
+                    Some(n) => {
+                        let r = Responder::new(&n, sink, encoder.clone());
+                        if let Err(err) = r.send_error(e.code().as_str(), e.message()) {
+                            tracing::debug!("cannot answer a malformed request: {err}");
+                        }
+                        Ok(Vec::new())
+                    }
+                    None => Err(e),
+                };
+            }
         };
         let responder = Responder::new(&c.n, sink, encoder.clone());
         let list = self.lock().clone();
@@ -490,7 +520,7 @@ impl<P> RequestHandlers<P> {
             if let Err(e) = responder.send_empty() {
                 tracing::debug!("cannot answer a request: {e}");
             }
-            return panics;
+            return Ok(panics);
         }
         let req = Request {
             data: c.d.map(Arc::from),
@@ -502,9 +532,13 @@ impl<P> RequestHandlers<P> {
                 Ok(Ok(Flow::Continue)) => {}
                 Ok(Ok(Flow::Stop)) => break,
                 Ok(Err(message)) => {
-                    let _ = req
+                    // A failure to queue it is counted by the sink.
+                    if let Err(e) = req
                         .responder
-                        .send_error(ErrorCode::Handler.as_str(), &message);
+                        .send_error(ErrorCode::Handler.as_str(), &message)
+                    {
+                        tracing::debug!("cannot answer a request: {e}");
+                    }
                     break;
                 }
                 Err(p) => {
@@ -513,15 +547,18 @@ impl<P> RequestHandlers<P> {
                         .map(|s| (*s).to_owned())
                         .or_else(|| p.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "request handler panicked".to_owned());
-                    let _ = req
+                    if let Err(e) = req
                         .responder
-                        .send_error(ErrorCode::Handler.as_str(), &message);
+                        .send_error(ErrorCode::Handler.as_str(), &message)
+                    {
+                        tracing::debug!("cannot answer a request: {e}");
+                    }
                     panics.push(message);
                     break;
                 }
             }
         }
-        panics
+        Ok(panics)
     }
 }
 
@@ -548,10 +585,10 @@ mod tests {
         let b = calls.start();
         assert_ne!(a.id(), b.id());
         let resp = encode_call(&enc, names::RESPONSE, a.id(), Some(&42)).unwrap();
-        assert!(calls.resolve(&decode(&resp)));
+        assert!(calls.resolve(&decode(&resp)).unwrap());
         assert_eq!(a.wait(None).await.unwrap().data::<i32>().unwrap(), Some(42));
         // late answers to unknown ids are ignored
-        assert!(!calls.resolve(&decode(&resp)));
+        assert!(!calls.resolve(&decode(&resp)).unwrap());
         assert_eq!(
             b.wait(Some(Duration::from_millis(10))).await.unwrap_err(),
             CallError::Timeout(Duration::from_millis(10))
@@ -577,7 +614,7 @@ mod tests {
         let req = decode(&encode_call(&enc, names::REQUEST, "n1", Some(&7)).unwrap());
         let h: RequestHandlers<()> = RequestHandlers::default();
         // no handler: empty answer
-        h.dispatch(&req, (), sink.clone(), &enc);
+        h.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(
             &sent.lock().unwrap()[0][..],
             b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\"}}\x0c"
@@ -598,7 +635,7 @@ mod tests {
             o3.lock().unwrap().push(3);
             Ok(Flow::Continue)
         });
-        h.dispatch(&req, (), sink.clone(), &enc);
+        h.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(*order.lock().unwrap(), vec![1, 2]);
         assert_eq!(
             &sent.lock().unwrap()[1][..],
@@ -606,7 +643,7 @@ mod tests {
         );
         let h2: RequestHandlers<()> = RequestHandlers::default();
         h2.add(|_| Err("nope".into()));
-        h2.dispatch(&req, (), sink.clone(), &enc);
+        h2.dispatch(&req, (), sink.clone(), &enc).unwrap();
         assert_eq!(
             &sent.lock().unwrap()[2][..],
             &b"{\"type\":\"ipcx.response\",\"data\":{\"n\":\"n1\",\"e\":{\"code\":\"ERR_IPC_HANDLER\",\"message\":\"nope\"}}}\x0c"[..]
@@ -614,7 +651,7 @@ mod tests {
         let h3: RequestHandlers<()> = RequestHandlers::default();
         h3.add(|_| panic!("kaboom"));
         assert_eq!(
-            h3.dispatch(&req, (), sink, &enc),
+            h3.dispatch(&req, (), sink, &enc).unwrap(),
             vec!["kaboom".to_string()]
         );
         assert!(std::str::from_utf8(&sent.lock().unwrap()[3])

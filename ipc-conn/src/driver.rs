@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::{Budget, Charge, EVENT_OVERHEAD};
 use crate::calls::{CallError, RequestHandlers};
 use crate::dispatch::{Dispatcher, Event};
 use crate::handlers::DispatchCache;
@@ -79,6 +80,11 @@ pub trait Role {
     /// Where events go.
     fn events(&self) -> &Dispatcher<Self::Event>;
 
+    /// What this peer may have waiting in the event streams
+    /// ([`crate::budget`]): the driver charges every event it delivers and
+    /// stops reading while the budget is full.
+    fn budget(&self) -> &Budget;
+
     /// The endpoint or peer, for logs.
     fn label(&self) -> &str;
 
@@ -95,6 +101,13 @@ pub trait Role {
 
     /// The error event for a request handler's panic.
     fn request_panicked(&self, message: String) -> Self::Event;
+
+    /// The `error` event reporting `error` (concerning this peer).
+    fn error_event(&self, error: Self::Error) -> Self::Event;
+
+    /// The error for `count` answers to this peer (responses, pongs,
+    /// acknowledgements) that could not be queued.
+    fn answers_unsent(&self, count: u64) -> Self::Error;
 
     /// Close the connection when nothing arrives for this long.
     fn idle_timeout(&self) -> Option<std::time::Duration>;
@@ -146,6 +159,26 @@ where
     R: AsyncRead + Unpin,
     S: Role,
 {
+    let end = read_loop(role, reader).await;
+    report_unsent(role);
+    end
+}
+
+/// Reports the answers that could not be queued since the last report.
+fn report_unsent<S: Role>(role: &S) {
+    let n = role.link().take_unsent_answers();
+    if n > 0 {
+        let ev = role.error_event(role.answers_unsent(n));
+        role.events()
+            .dispatch(ev, None, role.label(), Charge::none());
+    }
+}
+
+async fn read_loop<R, S>(role: &mut S, reader: &mut FrameReader<R>) -> Option<S::Error>
+where
+    R: AsyncRead + Unpin,
+    S: Role,
+{
     let mut cache = DispatchCache::default();
     let idle = role.idle_timeout();
     // Moved forward by every item, and only by items.
@@ -188,17 +221,36 @@ where
         }
         let item = match item {
             Inbound::Message(m) if role.extension() && ext::is_extension(m.event()) => {
-                match route_extension(role, &m).await {
+                let step = route_extension(role, &m).await;
+                report_unsent(role);
+                match step {
                     Step::Continue => continue,
                     Step::End(e) => return e,
                 }
             }
             item => item,
         };
+        let cost = EVENT_OVERHEAD
+            + match &item {
+                Inbound::Message(m) => m.frame().len(),
+                Inbound::Raw(b) => b.len(),
+            };
+        let charge = if !role.events().has_streams() {
+            Charge::none()
+        } else if let Some(c) = role.budget().try_charge(cost) {
+            c
+        } else {
+            // The application has not taken what this peer sent yet: stop
+            // reading from it (the kernel's buffers fill and slow it down)
+            // until it has, or the connection ends.
+            tokio::select! {
+                c = role.budget().charge(cost) => c,
+                _ = reader.cancellation().cancelled() => return None,
+            }
+        };
         let ev = role.event(item);
         role.events()
-            .dispatch(ev, Some(&mut cache), role.label())
-            .await;
+            .dispatch(ev, Some(&mut cache), role.label(), charge);
     }
 }
 
@@ -206,24 +258,33 @@ where
 async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
     match m.event() {
         names::RESPONSE | names::PONG => {
-            role.link().calls().resolve(m);
+            if let Err(e) = role.link().calls().resolve(m) {
+                report(role, role.protocol_error(e));
+            }
         }
         names::PING => match ext::pong_for(m, role.link().encoder()) {
             Ok(pong) => {
-                if let Err(e) = role.link().outbox().try_send(pong) {
+                // A pong that cannot be queued is counted and reported.
+                let sink = role.link().sink(role.closed_call_error());
+                if let Err(e) = sink(pong) {
                     tracing::debug!(peer = role.label(), "cannot answer a ping: {e}");
                 }
             }
-            Err(e) => tracing::debug!(peer = role.label(), "{e}"),
+            Err(e) => report(role, role.protocol_error(e)),
         },
         names::REQUEST => {
             let link = role.link();
             let sink = link.sink(role.closed_call_error());
             let (handlers, peer) = role.requests();
-            let panics = handlers.dispatch(m, peer, sink, link.encoder());
-            for message in panics {
-                let ev = role.request_panicked(message);
-                role.events().dispatch(ev, None, role.label()).await;
+            match handlers.dispatch(m, peer, sink, link.encoder()) {
+                Ok(panics) => {
+                    for message in panics {
+                        let ev = role.request_panicked(message);
+                        role.events()
+                            .dispatch(ev, None, role.label(), Charge::none());
+                    }
+                }
+                Err(e) => report(role, role.protocol_error(e)),
             }
         }
         _ => return role.extension_message(m).await,
@@ -231,15 +292,36 @@ async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
     Step::Continue
 }
 
+/// What a failed or cancelled writer does with its outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnWriteFailure {
+    /// Close it: the queue belongs to this connection only (a server's
+    /// socket), so every `emit` waiting for room fails at once and later
+    /// ones fail too.
+    CloseQueue,
+    /// Keep it open for the next connection, which writes what is left (a
+    /// client's queue outlives its connections).
+    KeepQueue,
+}
+
+/// Reports `error` as an `error` event concerning this peer (the connection
+/// goes on).
+fn report<S: Role>(role: &S, error: S::Error) {
+    let ev = role.error_event(error);
+    role.events()
+        .dispatch(ev, None, role.label(), Charge::none());
+}
+
 /// Spawns the writer of one connection: it drains `outbox` into `wr`
 /// (shutting the write half down once the outbox is closed and empty)
 /// until `cancel` fires. A writer that fails or is cancelled cancels
-/// `cancel`, which ends the read loop too.
+/// `cancel`, which ends the read loop too, and closes the queue if told to.
 pub fn spawn_writer<W>(
     link: &Link,
     mut wr: W,
     cancel: CancellationToken,
     gate: Option<std::sync::Arc<SyncGate>>,
+    on_failure: OnWriteFailure,
 ) -> JoinHandle<WriterExit>
 where
     W: AsyncWrite + Unpin + Send + 'static,
@@ -248,6 +330,9 @@ where
     tokio::spawn(async move {
         let exit = write_loop(&outbox, &mut wr, true, &cancel, gate.as_deref()).await;
         if !matches!(exit, WriterExit::Drained) {
+            if on_failure == OnWriteFailure::CloseQueue {
+                outbox.close();
+            }
             cancel.cancel();
         }
         exit

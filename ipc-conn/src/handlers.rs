@@ -1,5 +1,5 @@
 //! A node-ipc style handler registry: `on`, `once`, `off` and the `'*'`
-//! wildcard (SPEC §3.2).
+//! wildcard (`docs/protocol.md` §3.2).
 //!
 //! Dispatch order follows node-ipc 12/14: wildcard handlers run first (they
 //! receive the event name), then the handlers registered for that name, each

@@ -1,16 +1,20 @@
-//! # ipc-conn — one node-ipc connection, either side
+#![doc = include_str!("../README.md")]
+//! ## ipc-conn — one node-ipc connection, either side
 //!
 //! **Owns:** everything a framed connection does once its bytes flow, the
 //! same for a client and for a server's accepted socket:
 //! - the bounded outbound queue and its coalescing writer ([`outbox`]);
 //! - the frame reader with the partial-frame timer ([`reader`]);
 //! - the handler registry and event delivery ([`handlers`], [`Dispatcher`],
-//!   [`EventStream`]);
+//!   [`EventStream`]) with the per-peer inbound [`budget`];
 //! - request/response and ping correlation, request handlers and
 //!   responders ([`calls`]);
 //! - the [`Link`] handle (emit, send, request, ping on one connection) and
 //!   the one connection [`driver`] both sides run, which differ only by
-//!   their [`Role`].
+//!   their [`Role`];
+//! - the net-ipc bridge ([`netipc`]): a net-ipc connection runs the same
+//!   machinery on an in-memory pipe whose far end is translated to and
+//!   from net-ipc packets.
 //!
 //! **Does not own:** bytes on the wire or the `ipcx` message shapes
 //! (`ipc_proto`), sockets (`ipc-transport`), connecting and retry
@@ -27,22 +31,35 @@
 //! returns: nothing disappears silently. A frame whose write was cut is
 //! written again whole on the next connection, unless it was queued as a
 //! call (request, ping, subscription change), which is never replayed.
+//!
+//! Inbound is bounded in bytes per peer ([`budget`]): what a peer sent and
+//! the application has not taken from its event streams is charged to that
+//! peer, and while its budget is full the driver stops reading from it
+//! alone. Delivering an event never waits on a stream. Every wait in the
+//! engine has an exit: the driver's waits end with the connection's
+//! cancellation, a server socket's failed writer closes its queue so
+//! waiting `emit`s fail at once, and an endpoint's own events wait for room
+//! only until it stops. An answer (response, pong, acknowledgement) that
+//! cannot be queued is counted and reported as an `error` event.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod calls;
 mod dispatch;
 pub mod driver;
 pub mod handlers;
 mod link;
+pub mod netipc;
 pub mod outbox;
 pub mod reader;
 
+pub use budget::{Budget, Charge, DEFAULT_INBOUND_BYTES, EVENT_OVERHEAD};
 pub use calls::{
     CallError, CallFailure, Calls, Flow, HandshakeMode, PendingCall, Request, RequestHandlers,
     RespondError, Responder, Response, Sink,
 };
 pub use dispatch::{Delivered, Dispatcher, Event, EventStream, Origin};
-pub use driver::{drive, spawn_writer, Admit, Role, Step};
+pub use driver::{drive, spawn_writer, Admit, OnWriteFailure, Role, Step};
 pub use handlers::{DispatchCache, HandlerId, HandlerPanic, Handlers};
 pub use link::{Link, LinkError};
 pub use outbox::{EmitError, Outbox, SendError, SyncGate, WriterExit};

@@ -674,7 +674,7 @@ pub enum WriterExit {
     Cancelled,
 }
 
-/// Sync mode's one-message-in-flight gate (SPEC §3.5): the writer sends one
+/// Sync mode's one-message-in-flight gate (`docs/protocol.md` §3.5): the writer sends one
 /// frame, then waits until the reader [`SyncGate::release`]s it because
 /// something was received.
 #[derive(Debug)]

@@ -28,7 +28,7 @@ pub enum ReadEvent {
     /// `strict_eof`, reported as [`ReadEvent::Protocol`] first).
     Eof,
     /// The peer sent something the profile refuses; the decoder was reset and
-    /// the connection must be closed (SPEC §1.4).
+    /// the connection must be closed (`docs/protocol.md` §1.4).
     Protocol(ProtocolError),
     /// The transport failed.
     Io(io::Error),
@@ -67,6 +67,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             chunk: READ_CHUNK,
             now: Instant::now(),
         }
+    }
+
+    /// The token that ends this reader (and its connection).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// The decoder (for its configuration).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_conn::{
-    drive, spawn_writer, Admit, Dispatcher, Event, Flow, FrameReader, HandlerPanic, Link,
-    RequestHandlers, Role, Step, WriterExit,
+    drive, spawn_writer, Admit, Budget, Dispatcher, Event, Flow, FrameReader, HandlerPanic, Link,
+    OnWriteFailure, RequestHandlers, Role, Step, WriterExit,
 };
 use ipc_proto::ext::{self, names};
 use ipc_proto::{
@@ -55,6 +55,7 @@ enum Failure {
     Refused(String),
     Protocol(ErrorCode),
     Io,
+    Unsent(u64),
 }
 
 /// A role that records what the driver asked of it.
@@ -70,6 +71,7 @@ struct TestRole {
     ignore: Option<&'static str>,
     extensions: Vec<String>,
     eof: bool,
+    budget: Budget,
 }
 
 impl TestRole {
@@ -86,6 +88,7 @@ impl TestRole {
             ignore: None,
             extensions: Vec::new(),
             eof: false,
+            budget: Budget::new(1 << 20),
         }
     }
 }
@@ -112,6 +115,15 @@ impl Role for TestRole {
     }
     fn request_panicked(&self, message: String) -> Ev {
         Ev::Error(format!("request handler: {message}"))
+    }
+    fn budget(&self) -> &Budget {
+        &self.budget
+    }
+    fn error_event(&self, error: Failure) -> Ev {
+        Ev::Error(format!("{error:?}"))
+    }
+    fn answers_unsent(&self, count: u64) -> Failure {
+        Failure::Unsent(count)
     }
     fn idle_timeout(&self) -> Option<Duration> {
         self.idle
@@ -270,7 +282,13 @@ async fn pings_requests_and_answers_are_routed_by_the_driver() {
     // The pong and the response are queued on the link, in order.
     let (wr_a, mut rd_b) = tokio::io::duplex(1 << 16);
     role.link.outbox().close();
-    let writer = spawn_writer(&role.link, wr_a, CancellationToken::new(), None);
+    let writer = spawn_writer(
+        &role.link,
+        wr_a,
+        CancellationToken::new(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
     assert!(matches!(writer.await.unwrap(), WriterExit::Drained));
     let frames = read_frames(&mut rd_b, 2).await;
     let (pong, resp) = (&frames[0], &frames[1]);
@@ -404,8 +422,20 @@ async fn two_drivers_answer_each_other() {
         Ok(Flow::Stop)
     });
     let seen_b = record(&side_b);
-    let wa = spawn_writer(&side_a.link, a_wr, ca.clone(), None);
-    let wb = spawn_writer(&side_b.link, b_wr, cb.clone(), None);
+    let wa = spawn_writer(
+        &side_a.link,
+        a_wr,
+        ca.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    let wb = spawn_writer(
+        &side_b.link,
+        b_wr,
+        cb.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
     let mut ra = FrameReader::new(a_rd, dec(), ca.clone());
     let mut rb = FrameReader::new(b_rd, dec(), cb.clone());
     let da = tokio::spawn(async move { drive(&mut side_a, &mut ra).await });
@@ -427,4 +457,180 @@ async fn two_drivers_answer_each_other() {
     let _ = wb.await;
     ca.cancel();
     assert_eq!(da.await.unwrap(), None);
+}
+
+/// Malformed extension frames: an answer whose call can be named fails that
+/// call at once; one that cannot, and a request without an id, are
+/// reported as error events; the connection goes on.
+#[tokio::test]
+async fn malformed_extension_frames_fail_their_call_or_are_reported() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    let seen = record(&role);
+    let call = role.link.calls().start();
+    let n = call.id().to_owned();
+    peer.write_all(&frame(
+        names::RESPONSE,
+        &serde_json::json!({"n": n, "e": 5}),
+    ))
+    .await
+    .unwrap();
+    peer.write_all(&frame(names::REQUEST, &"no id"))
+        .await
+        .unwrap();
+    peer.write_all(&frame("after", &1)).await.unwrap();
+    drop(peer);
+    assert_eq!(drive(&mut role, &mut reader).await, None);
+    let err = call.wait(Some(Duration::from_secs(5))).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidMessage), "{err:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen[0].starts_with("error=Protocol(InvalidMessage)"),
+        "{seen:?}"
+    );
+    assert!(
+        seen[1].starts_with("error=Protocol(InvalidMessage)"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], "after=1");
+}
+
+/// Answers that do not fit in the queue are counted and reported in one
+/// error event with the count.
+#[tokio::test]
+async fn answers_that_cannot_be_queued_are_reported_with_their_count() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    role.link = Link::new(encoder(), 64);
+    let seen = record(&role);
+    let enc = encoder();
+    for i in 0..5 {
+        let n = format!("p{i}");
+        peer.write_all(&ext::encode_call(&enc, names::PING, &n, Some(&"0123456789")).unwrap())
+            .await
+            .unwrap();
+    }
+    drop(peer);
+    assert_eq!(drive(&mut role, &mut reader).await, None);
+    // The first pong fits in 64 bytes; the other four do not.
+    let seen = seen.lock().unwrap().clone();
+    let unsent: u64 = seen
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix("error=Unsent(")?
+                .strip_suffix(')')?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(unsent, 4, "{seen:?}");
+    assert_eq!(role.link.outbox().queued_frames(), 1);
+}
+
+/// While the peer's budget is full the driver stops reading; taking events
+/// from the stream lets it go on, and cancelling ends the wait.
+#[tokio::test]
+async fn a_full_budget_stops_reading_until_events_are_taken() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let mut role = TestRole::new();
+    role.budget = Budget::new(4 * 1024);
+    let mut stream = role.events.stream();
+    let budget = role.budget.clone();
+    let feeder = tokio::spawn(async move {
+        for i in 0..100u32 {
+            peer.write_all(&frame("m", &i)).await.unwrap();
+        }
+        peer
+    });
+    let driving = tokio::spawn(async move {
+        let end = drive(&mut role, &mut reader).await;
+        (end, role)
+    });
+    // The budget fills (256 bytes per event: 16 events) and reading stops.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while budget.charged() + 256 <= budget.limit() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(budget.charged() <= budget.limit());
+    assert!(!feeder.is_finished() || budget.charged() > 0);
+    // Taking every event lets all 100 through, in order.
+    for i in 0..100u32 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match ev {
+            Ev::Message(m) => assert_eq!(m.data::<u32>().unwrap(), i),
+            other => panic!("{other:?}"),
+        }
+    }
+    let peer = feeder.await.unwrap();
+    assert_eq!(budget.charged(), 0);
+    // A driver waiting for room ends when its connection is cancelled.
+    let mut peer = peer;
+    for i in 0..40u32 {
+        peer.write_all(&frame("m", &i)).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while budget.charged() + 256 <= budget.limit() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    cancel.cancel();
+    let (end, _role) = tokio::time::timeout(Duration::from_secs(10), driving)
+        .await
+        .expect("the driver waited past its cancellation")
+        .unwrap();
+    assert_eq!(end, None);
+}
+
+/// A server socket's writer that fails closes its queue: an `emit` waiting
+/// for room fails at once instead of waiting for a peer that is gone.
+#[tokio::test]
+async fn a_failed_writer_closes_the_queue_so_waiting_emits_fail() {
+    let link = Link::new(encoder(), 256);
+    let (wr, rd) = tokio::io::duplex(64);
+    let cancel = CancellationToken::new();
+    let writer = spawn_writer(&link, wr, cancel.clone(), None, OnWriteFailure::CloseQueue);
+    // Emits until one waits for room (the pipe and the queue are full).
+    let emitting = {
+        let link = link.clone();
+        tokio::spawn(async move {
+            let big = "x".repeat(200);
+            let mut sent = 0u32;
+            loop {
+                if let Err(e) = link.emit("a", Some(&big)).await {
+                    return (sent, e);
+                }
+                sent += 1;
+            }
+        })
+    };
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!emitting.is_finished());
+    // The peer goes away: the write fails, the queue closes, the emit fails.
+    drop(rd);
+    let (sent, e) = tokio::time::timeout(Duration::from_secs(10), emitting)
+        .await
+        .expect("the emit waited past the writer's failure")
+        .unwrap();
+    assert!(sent > 0);
+    assert!(matches!(e, ipc_conn::LinkError::Closed), "{e:?}");
+    assert!(matches!(writer.await.unwrap(), WriterExit::Failed(_)));
+    assert!(link.outbox().is_closed());
+    assert!(cancel.is_cancelled());
 }

@@ -1,4 +1,4 @@
-//! Encodes and decodes the standard frame and the SPEC §7.1 vectors, and
+//! Encodes and decodes the standard frame and the `docs/protocol.md` §7.1 vectors, and
 //! prints what happened.
 //!
 //! ```text
@@ -68,7 +68,7 @@ fn main() -> Result<(), ProtocolError> {
     round_trip("std", CodecConfig::fast(), "message", Some(payload))?;
     round_trip("std", CodecConfig::guarded(), "message", Some(payload))?;
 
-    println!("\nSPEC §7.1 framed encode vectors (node-ipc v14 / ours):");
+    println!("\n`docs/protocol.md` §7.1 framed encode vectors (node-ipc v14 / ours):");
     let fast = CodecConfig::fast;
     round_trip("F1", fast(), "message", Some("hello"))?;
     round_trip(

@@ -1,7 +1,7 @@
 //! The `ERR_IPC_*` error codes shared by every crate of the workspace.
 //!
 //! node-ipc 14 reports protocol failures as errors carrying a `code` string;
-//! this project keeps exactly those strings (SPEC §4.2) and adds its own for
+//! this project keeps exactly those strings (`docs/protocol.md` §4.2) and adds its own for
 //! the conditions node-ipc does not detect. Every error type in the workspace
 //! can report one of these codes, so a user can match on the same names in
 //! Rust and in JavaScript.
@@ -11,7 +11,7 @@ use std::fmt;
 /// One `ERR_IPC_*` code.
 ///
 /// [`ErrorCode::as_str`] returns exactly the string node-ipc uses (or, for
-/// codes node-ipc does not have, the string this project defines in SPEC §4.2).
+/// codes node-ipc does not have, the string this project defines in `docs/protocol.md` §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -73,6 +73,14 @@ pub enum ErrorCode {
     HandshakeRequired,
     /// A request handler failed.
     Handler,
+    /// `maxConnections` was reached: a new connection was refused.
+    MaxConnections,
+    /// The authorizer refused a connection.
+    Unauthorized,
+    /// A transport operation failed (the OS error is the cause).
+    Io,
+    /// The operation needs a running server.
+    NotRunning,
 }
 
 impl ErrorCode {
@@ -107,6 +115,10 @@ impl ErrorCode {
         ErrorCode::HandshakeTimeout,
         ErrorCode::HandshakeRequired,
         ErrorCode::Handler,
+        ErrorCode::MaxConnections,
+        ErrorCode::Unauthorized,
+        ErrorCode::Io,
+        ErrorCode::NotRunning,
     ];
 
     /// The exact `ERR_IPC_*` string.
@@ -141,6 +153,10 @@ impl ErrorCode {
             ErrorCode::HandshakeTimeout => "ERR_IPC_HANDSHAKE_TIMEOUT",
             ErrorCode::HandshakeRequired => "ERR_IPC_HANDSHAKE_REQUIRED",
             ErrorCode::Handler => "ERR_IPC_HANDLER",
+            ErrorCode::MaxConnections => "ERR_IPC_MAX_CONNECTIONS",
+            ErrorCode::Unauthorized => "ERR_IPC_UNAUTHORIZED",
+            ErrorCode::Io => "ERR_IPC_IO",
+            ErrorCode::NotRunning => "ERR_IPC_NOT_RUNNING",
         }
     }
 

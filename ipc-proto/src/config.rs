@@ -1,4 +1,4 @@
-//! Profiles and codec configuration (SPEC §1.6, §3.1, §4.1).
+//! Profiles and codec configuration (`docs/protocol.md` §1.6, §3.1, §4.1).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,7 +25,7 @@ pub const MAX_JSON_DEPTH_CEILING: usize = 1024;
 /// Default `max_partial_bytes`: 64 MiB (applies to every framed profile).
 pub const DEFAULT_MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
 
-/// A node-ipc v14 parser profile (SPEC §1.6).
+/// A node-ipc v14 parser profile (`docs/protocol.md` §1.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Profile {
     /// No framing, no JSON: bytes pass through (`rawBuffer`).
@@ -132,7 +132,7 @@ pub struct CodecConfig {
     /// Largest partial frame any framed profile buffers (fast included).
     pub max_partial_bytes: usize,
     /// Encode payloads the way node-ipc 9/12 did (`null`, `""` and objects
-    /// with a truthy `_maxListeners` become `{}`; SPEC §1.3).
+    /// with a truthy `_maxListeners` become `{}`; `docs/protocol.md` §1.3).
     pub legacy_v9_payloads: bool,
 }
 

@@ -15,7 +15,7 @@
 //! searched once, however small the reads. One-byte delimiters use
 //! `memchr`, longer ones a precomputed `memmem` finder.
 //!
-//! ## Limits and timer (SPEC §1.5, §4.1)
+//! ## Limits and timer (`docs/protocol.md` §1.5, §4.1)
 //!
 //! * guarded/assured: a frame longer than `max_message_size` (without
 //!   delimiter) fails with `ERR_IPC_FRAME_TOO_LARGE`, and so does a partial
@@ -374,7 +374,7 @@ pub(crate) fn decode_frame(
     Ok(message)
 }
 
-/// Name rules (SPEC §3.4, §4.1). `outbound` selects the sending rules.
+/// Name rules (`docs/protocol.md` §3.4, §4.1). `outbound` selects the sending rules.
 pub(crate) fn check_name(
     name: &str,
     cfg: &CodecConfig,

@@ -43,8 +43,8 @@ impl FrameEncoder {
     }
 
     /// Appends one frame to `dst`: `{"type":<event>,"data":<data>}` + delimiter,
-    /// byte-identical to node-ipc's `JSON.stringify` output (SPEC §1.2).
-    /// `data: None` writes `{}` (SPEC §1.3).
+    /// byte-identical to node-ipc's `JSON.stringify` output (`docs/protocol.md` §1.2).
+    /// `data: None` writes `{}` (`docs/protocol.md` §1.3).
     ///
     /// Checks the outbound name rules: unsafe names are refused unless
     /// `allow_unsafe_names` (fast) — guarded/assured always refuse them —
@@ -361,7 +361,7 @@ fn ser_error(e: serde_json::Error) -> ProtocolError {
     )
 }
 
-/// node-ipc 9/12 rule (SPEC §1.3): falsy data other than `false`/`0`
+/// node-ipc 9/12 rule (`docs/protocol.md` §1.3): falsy data other than `false`/`0`
 /// (i.e. `null`, `""`; NaN is already `null`) and objects with a truthy
 /// `_maxListeners` member are sent as `{}`.
 fn legacy_blank(json: &[u8]) -> bool {

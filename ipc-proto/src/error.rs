@@ -7,7 +7,7 @@ use crate::ErrorCode;
 /// A protocol failure: one [`ErrorCode`] plus a human-readable explanation.
 ///
 /// `Display` prints `ERR_IPC_…: explanation`. Messages never echo event names
-/// that an allow-list refused (SPEC §4.1), and never contain payload bytes.
+/// that an allow-list refused (`docs/protocol.md` §4.1), and never contain payload bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ProtocolError {

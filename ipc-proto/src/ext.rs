@@ -277,6 +277,20 @@ pub fn decode<T: serde::de::DeserializeOwned>(msg: &Message) -> Result<T, Protoc
     })
 }
 
+/// The call id (`data.n`, a string) of an extension message whose body is
+/// otherwise malformed, so the requester can still be answered with an
+/// error. `None` when there is no usable id.
+pub fn call_id(msg: &Message) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        n: Option<serde_json::Value>,
+    }
+    match msg.data::<Id>().ok()?.n? {
+        serde_json::Value::String(n) if !n.is_empty() => Some(n),
+        _ => None,
+    }
+}
+
 /// Encodes `{"n":…,"d":…}` (`d` omitted when `None`) under `event`.
 pub fn encode_call<T: Serialize + ?Sized>(
     encoder: &FrameEncoder,

@@ -1,4 +1,4 @@
-//! JSON text exactly as JavaScript's `JSON.stringify` writes it (SPEC §1.2).
+//! JSON text exactly as JavaScript's `JSON.stringify` writes it (`docs/protocol.md` §1.2).
 //!
 //! `serde_json`'s compact serializer already matches `JSON.stringify` for
 //! strings: it escapes `"`, `\`, `\b`, `\t`, `\n`, `\f`, `\r`, writes every

@@ -1,4 +1,5 @@
-//! # ipc-proto — node-ipc's wire protocol, sans I/O
+#![doc = include_str!("../README.md")]
+//! ## ipc-proto — node-ipc's wire protocol, sans I/O
 //!
 //! **Owns:** every protocol decision of the workspace: the `{"type":…,"data":…}`
 //! envelope and its byte-exact JSON encoding, delimiter framing, the `raw`,
@@ -25,6 +26,7 @@
 //! | errors | [`ProtocolError`] with an [`ErrorCode`] |
 //! | UDP | [`UdpReassembler`] |
 //! | the `ipcx` extension's messages | [`ext`] |
+//! | net-ipc's wire protocol (preamble, packets, MessagePack bodies) | [`netipc`] |
 //! | raw-mode strings | [`RawEncoding`] |
 //! | `tokio_util::codec::Framed` | [`FrameCodec`] (feature `codec`, default) |
 //! | Rust-to-Rust MessagePack | `MsgpackCodec` (feature `msgpack`) |
@@ -58,6 +60,7 @@ pub mod ext;
 pub mod json;
 mod message;
 mod names;
+pub mod netipc;
 pub mod raw;
 mod scan;
 pub mod udp;
@@ -134,7 +137,7 @@ pub mod design {
     //! ## Deviations from node-ipc, on purpose
     //!
     //! * `fast` fails closed on frames that crash node-ipc 12/14 (non-object
-    //!   root, missing or non-string `type`) — SPEC §9.4.
+    //!   root, missing or non-string `type`) — `docs/protocol.md` §8 item 3.
     //! * Every framed profile bounds the partial frame (`max_partial_bytes`,
     //!   64 MiB), node-ipc fast does not.
     //! * Integers beyond 2^53 are written with all their digits (see

@@ -20,7 +20,7 @@ use crate::{CodecConfig, ProtocolError};
 /// at [`Message::event`] never pays for it.
 ///
 /// The frame is valid UTF-8 and valid JSON. When the decoder repaired it
-/// (invalid UTF-8 or lone surrogate escapes replaced by U+FFFD, SPEC §1.4),
+/// (invalid UTF-8 or lone surrogate escapes replaced by U+FFFD, `docs/protocol.md` §1.4),
 /// [`Message::frame`] returns the repaired text.
 #[derive(Clone)]
 pub struct Message {
@@ -162,7 +162,7 @@ impl Inbound {
     }
 }
 
-/// Applies the UTF-8 and lone-surrogate rules of SPEC §1.4 to one frame.
+/// Applies the UTF-8 and lone-surrogate rules of `docs/protocol.md` §1.4 to one frame.
 /// Also says whether the frame is free of control bytes and backslashes
 /// (which the envelope parser's plain-string fast path needs).
 pub(crate) fn sanitize(

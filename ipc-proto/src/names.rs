@@ -1,4 +1,4 @@
-//! Event-name rules (SPEC §3.4): reserved lifecycle names and unsafe
+//! Event-name rules (`docs/protocol.md` §3.4): reserved lifecycle names and unsafe
 //! `Object.prototype` member names.
 
 /// Lifecycle names a peer must not send in guarded/assured profiles unless

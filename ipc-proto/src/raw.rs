@@ -1,4 +1,4 @@
-//! Raw-mode string encodings (SPEC §1.7): how node-ipc turns a string
+//! Raw-mode string encodings (`docs/protocol.md` §1.7): how node-ipc turns a string
 //! payload into bytes with Node's `Buffer.from(string, encoding)`.
 //!
 //! Raw mode itself is lossless for bytes: [`crate::FrameDecoder`] in the raw

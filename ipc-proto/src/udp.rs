@@ -1,4 +1,4 @@
-//! Bounded per-peer reassembly of framed datagrams (SPEC §2.5).
+//! Bounded per-peer reassembly of framed datagrams (`docs/protocol.md` §2.5).
 //!
 //! node-ipc 14 keeps one partial-frame buffer per sender (`address:port`)
 //! and prefixes it to that sender's next datagram; it never bounds them.

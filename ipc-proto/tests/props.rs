@@ -240,7 +240,7 @@ proptest! {
     fn decoded_message_agrees_with_full_parse(
         text in prop_oneof![arb_plain(), arb_frame_text()],
     ) {
-        // Lone-surrogate escapes are rewritten before parsing (SPEC §1.4),
+        // Lone-surrogate escapes are rewritten before parsing (`docs/protocol.md` §1.4),
         // which the full parse alone does not do.
         if text.contains("\\u") {
             return Ok(());

@@ -1,6 +1,6 @@
 //! Cross-check against the official `node-ipc = "=14.0.0"` Rust crate
 //! (rs14): frames one side encodes, the other decodes; error codes agree on
-//! the SPEC §1.4 rows where rs14 has a column.
+//! the `docs/protocol.md` §1.4 rows where rs14 has a column.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
@@ -114,7 +114,7 @@ fn standard_frames_identical() {
     assert_eq!(&ours[..], &theirs[..]);
 }
 
-/// SPEC §1.4 rows where rs14 has a column and ours is specified the same.
+/// `docs/protocol.md` §1.4 rows where rs14 has a column and ours is specified the same.
 #[test]
 fn error_codes_agree_with_rs14() {
     let rows: &[&[u8]] = &[
@@ -144,7 +144,7 @@ fn error_codes_agree_with_rs14() {
             assert_eq!(ours, theirs, "{}", String::from_utf8_lossy(row));
         }
     }
-    // Documented differences (SPEC §9.5–9.7): ours accepts a missing `data`,
+    // Documented differences (`docs/protocol.md` §8 items 4–6): ours accepts a missing `data`,
     // replaces invalid UTF-8 / lone surrogates, discards partial frames at EOF.
     let mut rs = RsCodec::new(RsConfig::guarded()).unwrap();
     assert_eq!(

@@ -1,4 +1,4 @@
-//! SPEC §1.4 decode table (rows for fast/guarded/assured), §4.1 limits,
+//! `docs/protocol.md` §1.4 decode table (rows for fast/guarded/assured), §4.1 limits,
 //! §3.4 outbound name rules, strict flags, delimiters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -389,7 +389,7 @@ fn delimiters() {
             "cut {cut}"
         );
     }
-    // A printable delimiter inside string content breaks framing (SPEC §1.2).
+    // A printable delimiter inside string content breaks framing (`docs/protocol.md` §1.2).
     let cfg = CodecConfig::fast().with_delimiter(b"|".to_vec());
     let got = feed(cfg, &[b"{\"type\":\"a\",\"data\":\"x|y\"}|"]);
     assert_eq!(got, vec![Seen::Err(InvalidJson)]);

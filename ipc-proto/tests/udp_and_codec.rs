@@ -1,4 +1,4 @@
-//! UDP reassembly bounds (SPEC §2.5) and the tokio-util adapter over a real
+//! UDP reassembly bounds (`docs/protocol.md` §2.5) and the tokio-util adapter over a real
 //! in-memory duplex stream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Every vector of SPEC §7.1–§7.5, asserted byte for byte.
+//! Every vector of `docs/protocol.md` §7.1–§7.5, asserted byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -388,7 +388,7 @@ fn s7_4_udp_vectors() {
     let f1 = unhex(F1);
     let peer: std::net::SocketAddr = "127.0.0.1:8000".parse().unwrap();
     let now = Instant::now();
-    // Outbound: one datagram = exactly F1. SPEC §7.4 says "35 bytes", but
+    // Outbound: one datagram = exactly F1. `docs/protocol.md` §7.4 says "35 bytes", but
     // F1's own hex (and the text) is 34 bytes: 33 of JSON + the delimiter.
     assert_eq!(f1.len(), 34);
     assert_eq!(fast("message", Some("hello")), f1);

@@ -1,5 +1,5 @@
 //! The assured profile's transport gate, run by `Server::start` before
-//! anything is bound (SPEC §2.4, `ipc_transport::assured`).
+//! anything is bound (`docs/protocol.md` §2.4, `ipc_transport::assured`).
 
 use ipc_proto::Profile;
 use ipc_transport::Endpoint;

@@ -150,6 +150,16 @@ pub enum ServerError {
         /// The endpoint.
         endpoint: String,
     },
+    /// Answers to a peer's calls (responses, pongs, acknowledgements) could
+    /// not be queued: its outbound queue was full or closed. The peer's
+    /// calls time out or fail on its side.
+    #[error("{count} answer(s) to {peer} could not be queued")]
+    AnswersUnsent {
+        /// The peer.
+        peer: String,
+        /// How many answers were lost.
+        count: u64,
+    },
     /// A user handler panicked.
     #[error("handler for `{event}` panicked: {message}")]
     Handler {
@@ -169,11 +179,13 @@ impl ServerError {
         match self {
             ServerError::Listen { source, .. }
             | ServerError::Accept { source, .. }
-            | ServerError::Datagram { source, .. } => source.code(),
+            | ServerError::Datagram { source, .. } => source.code().or(Some(ErrorCode::Io)),
             ServerError::Protocol { source, .. }
             | ServerError::Encode { source, .. }
             | ServerError::Config(source) => Some(source.code()),
-            ServerError::Backpressure { .. } => Some(ErrorCode::Backpressure),
+            ServerError::Backpressure { .. } | ServerError::AnswersUnsent { .. } => {
+                Some(ErrorCode::Backpressure)
+            }
             ServerError::NotConnected { .. } | ServerError::Undelivered { .. } => {
                 Some(ErrorCode::NotConnected)
             }
@@ -182,10 +194,10 @@ impl ServerError {
             ServerError::Call { source, .. } => source.code(),
             ServerError::Handshake { code, .. } => Some(*code),
             ServerError::Handler { .. } => Some(ErrorCode::Handler),
-            ServerError::MaxConnections { .. }
-            | ServerError::Unauthorized { .. }
-            | ServerError::Io { .. }
-            | ServerError::NotRunning { .. } => None,
+            ServerError::MaxConnections { .. } => Some(ErrorCode::MaxConnections),
+            ServerError::Unauthorized { .. } => Some(ErrorCode::Unauthorized),
+            ServerError::Io { .. } => Some(ErrorCode::Io),
+            ServerError::NotRunning { .. } => Some(ErrorCode::NotRunning),
         }
     }
 }

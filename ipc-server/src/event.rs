@@ -10,8 +10,8 @@ use ipc_transport::Endpoint;
 use crate::error::ServerError;
 use crate::socket::{Peer, Socket};
 
-/// One server event (SPEC §3.3). Per connection the order is always
-/// `connect` → messages → [`error`] → `socket.disconnected` → `close`.
+/// One server event (`docs/protocol.md` §3.3). Per connection the order is always
+/// `connect` → messages → \[`error`\] → `socket.disconnected` → `close`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ServerEvent {
@@ -51,6 +51,10 @@ pub enum ServerEvent {
     },
     /// A connection is closed (after `socket.disconnected`).
     Close(Socket),
+    /// The server stopped (`stop`, `close`, `abort`): every connection has
+    /// ended and nothing is accepted any more (isdk's server `close`; the
+    /// per-connection `close` above is node-ipc's). Fired once per stop.
+    Closed,
     /// A client introduced itself with `ipcx.hello` (isdk's
     /// `connect(connection, payload)`); the server has answered with
     /// `ipcx.welcome`.
@@ -75,6 +79,7 @@ impl ServerEvent {
             ServerEvent::SocketDisconnected { .. } => "socket.disconnected",
             ServerEvent::Close(_) => "close",
             ServerEvent::Hello { .. } => "hello",
+            ServerEvent::Closed => "closed",
         }
     }
 
@@ -105,7 +110,7 @@ impl ServerEvent {
             | ServerEvent::Close(s)
             | ServerEvent::SocketDisconnected { socket: s, .. }
             | ServerEvent::Hello { socket: s, .. } => Some(Peer::Socket(s.clone())),
-            ServerEvent::Start(_) => None,
+            ServerEvent::Start(_) | ServerEvent::Closed => None,
         }
     }
 
@@ -121,6 +126,10 @@ impl ServerEvent {
 impl Event for ServerEvent {
     fn name(&self) -> &str {
         ServerEvent::name(self)
+    }
+
+    fn is_error(&self) -> bool {
+        matches!(self, ServerEvent::Error { .. })
     }
 
     fn error_text(&self) -> Option<String> {

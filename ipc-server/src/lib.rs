@@ -1,10 +1,19 @@
-//! # ipc-server — an async node-ipc server
+#![doc = include_str!("../README.md")]
+//! ## ipc-server — an async node-ipc server
 //!
 //! **Owns:** the server side of node-ipc's behaviour: the accept loop with
 //! `maxConnections`, the connection registry, `emit`, `broadcast`, the
-//! publish/subscribe broker, the extension handshake, the lifecycle events of SPEC §3.3 in their exact order,
+//! publish/subscribe broker, the extension handshake, the lifecycle events of `docs/protocol.md` §3.3 in their exact order,
 //! graceful `stop` and immediate `abort`, `identifyPeer`, and UDP endpoints
 //! with bounded per-peer reassembly and a bounded table of known peers.
+//!
+//! Every stream endpoint also serves net-ipc clients
+//! ([`ServerConfig::net_ipc`]): a connection whose first bytes are `IPC` or
+//! `GET` speaks net-ipc and is mapped onto the same model — `message`
+//! events, the request handlers, ping, server-to-client requests,
+//! [`Server::broadcast`], [`Server::survey`], the `hello` event carrying the
+//! connect payload, and END on [`Server::close`] (see `ipc_proto::netipc`
+//! for the packet-by-packet mapping).
 //!
 //! **Does not own:** bytes on the wire and the `ipcx` message shapes
 //! (`ipc-proto`), sockets (`ipc-transport`), or what one connection does
@@ -29,7 +38,7 @@
 //! [`Server::stop`] stops accepting (the Unix socket file is removed),
 //! writes what every queue holds, closes every connection and emits
 //! `socket.disconnected` then `close` for each (node-ipc 14 omits
-//! `socket.disconnected` on stop; SPEC §9 #10). [`Server::abort`] drops the
+//! `socket.disconnected` on stop; `docs/protocol.md` §8 item 9). [`Server::abort`] drops the
 //! queues instead, and reports what they held.
 #![forbid(unsafe_code)]
 
@@ -45,7 +54,7 @@ mod socket;
 pub use authorize::Authorizer;
 pub use error::ServerError;
 pub use event::ServerEvent;
-pub use server::{Server, ServerConfig, ServerState};
+pub use server::{Server, ServerConfig, ServerState, WeakServer};
 pub use socket::{Peer, Socket};
 
 pub use ipc_conn::{

@@ -26,6 +26,8 @@ pub(crate) struct SocketInner {
     pub(crate) cancel: CancellationToken,
     pub(crate) peer_id: Mutex<Option<String>>,
     pub(crate) topics: Mutex<BTreeSet<String>>,
+    /// Why the connection is closing, once known.
+    pub(crate) close_reason: Mutex<Option<String>>,
 }
 
 /// One connected stream peer (node-ipc's `socket`). Cheap to clone; all
@@ -55,7 +57,7 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(crate) fn new(id: u64, peer: PeerInfo, link: Link, cancel: CancellationToken) -> Socket {
-        let label = format!("#{id} {}", peer.addr);
+        let label = format!("#{id} {peer}");
         Socket {
             inner: Arc::new(SocketInner {
                 id,
@@ -65,6 +67,7 @@ impl Socket {
                 cancel,
                 peer_id: Mutex::new(None),
                 topics: Mutex::new(BTreeSet::new()),
+                close_reason: Mutex::new(None),
             }),
         }
     }
@@ -79,7 +82,8 @@ impl Socket {
         &self.inner.peer
     }
 
-    /// A readable label: `#<id> <address>`.
+    /// A readable label: `#<id> <address>`, with the pid/uid/gid a Unix
+    /// peer's kernel reported.
     pub fn label(&self) -> &str {
         &self.inner.label
     }
@@ -96,6 +100,28 @@ impl Socket {
 
     pub(crate) fn set_peer_id(&self, id: String) {
         *self.inner.peer_id.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+
+    /// Why the connection closed or is closing, when a reason was given:
+    /// the peer's `ipcx.end` reason (isdk's `close(reason)` /
+    /// `destroy(reason)`), or the server's own (`Server::close`). Read it
+    /// in `socket.disconnected`.
+    pub fn close_reason(&self) -> Option<String> {
+        self.inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records why the connection is closing (the first reason wins).
+    pub(crate) fn set_close_reason(&self, reason: String) {
+        let mut r = self
+            .inner
+            .close_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        r.get_or_insert(reason);
     }
 
     /// Whether the connection is still open for sending.
@@ -200,7 +226,7 @@ impl Socket {
         }
     }
 
-    /// Sends a request to this client and waits for its answer (SPEC §5.4;
+    /// Sends a request to this client and waits for its answer (`docs/protocol.md` §5;
     /// `timeout` zero = none). Fails with `ERR_IPC_NOT_CONNECTED` as soon as
     /// the connection ends.
     pub async fn request<T: Serialize + ?Sized>(

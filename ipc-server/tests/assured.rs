@@ -1,4 +1,4 @@
-//! The assured profile's transport gates (SPEC §1.6, §2.4, §4.2): an
+//! The assured profile's transport gates (`docs/protocol.md` §1.6, §2.4, §4.2): an
 //! assured server refuses to start, and an assured client refuses to be
 //! created or to connect, on any transport that cannot authenticate the
 //! peer, with `ERR_IPC_ASSURED_TRANSPORT` / `ERR_IPC_ASSURED_TLS` and
@@ -85,26 +85,38 @@ fn refused_client(endpoint: &str, connect: ConnectOptions, code: ErrorCode) -> C
     err
 }
 
-/// A port nobody listens on right now (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A TCP port the OS chose, held by a listener for the whole test: a
+/// server that tried to bind it would fail with an address-in-use error
+/// instead of the assured code, and a client that tried to connect would
+/// leave a connection in the listener's queue.
+fn held_port() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    (l, port)
+}
+
+/// Nothing connected to `l`.
+fn no_connection(l: &std::net::TcpListener) {
+    match l.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("something connected to the held port: {other:?}"),
+    }
 }
 
 /// Plain TCP, UDP and named pipes: refused on both sides with
-/// `ERR_IPC_ASSURED_TRANSPORT`, and the server bound nothing (the port is
-/// still free afterwards).
+/// `ERR_IPC_ASSURED_TRANSPORT` before any socket is bound or connected (the
+/// ports are held by this test, so a bind or connect would show).
 #[tokio::test]
 async fn tcp_udp_and_pipes_are_refused() {
-    let port = free_port();
+    let (held, port) = held_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let err = refused_start(&tcp, ListenOptions::default(), ErrorCode::AssuredTransport).await;
     assert!(err.to_string().contains(&tcp), "{err}");
-    std::net::TcpListener::bind(("127.0.0.1", port)).expect("nothing was bound on the port");
     refused_client(&tcp, ConnectOptions::default(), ErrorCode::AssuredTransport);
+    no_connection(&held);
+    let udp_held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp_held.local_addr().unwrap().port();
 
     for ep in [
         format!("udp4://127.0.0.1:{port}"),
@@ -112,7 +124,6 @@ async fn tcp_udp_and_pipes_are_refused() {
     ] {
         refused_start(&ep, ListenOptions::default(), ErrorCode::AssuredTransport).await;
     }
-    std::net::UdpSocket::bind(("127.0.0.1", port)).expect("nothing was bound on the UDP port");
     refused_client(
         &format!("udp4://127.0.0.1:{port}"),
         ConnectOptions::default(),
@@ -377,12 +388,12 @@ mod tls {
 
     /// TLS servers without verified client certificates: no TLS material at
     /// all, no client CA, client certificates not requested, not verified,
-    /// and an opaque rustls configuration: `ERR_IPC_ASSURED_TLS`, and the
-    /// port stays free.
+    /// and an opaque rustls configuration: `ERR_IPC_ASSURED_TLS`, before
+    /// anything is bound (the port is held by this test).
     #[tokio::test]
     async fn server_needs_verified_client_certificates() {
         let p = pki();
-        let port = free_port();
+        let (held, port) = held_port();
         let ep = format!("tls://127.0.0.1:{port}");
         let cases: Vec<(&str, ListenOptions)> = vec![
             ("no TLS server configuration", ListenOptions::default()),
@@ -422,9 +433,8 @@ mod tls {
         for (what, opts) in cases {
             let err = refused_start(&ep, opts, ErrorCode::AssuredTls).await;
             println!("{what}: {err}");
-            std::net::TcpListener::bind(("127.0.0.1", port))
-                .unwrap_or_else(|e| panic!("{what}: the port was bound: {e}"));
         }
+        no_connection(&held);
     }
 
     /// TLS clients without mutual authentication: no TLS configuration, no

@@ -1,5 +1,5 @@
 //! The request/response, ping, pub/sub, handshake and close extension
-//! (SPEC §5.4) between our server and client over real Unix sockets.
+//! (`docs/protocol.md` §5) between our server and client over real Unix sockets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,5 @@
 //! Faults, floods and hostile input against a real server (DESIGN.md's
-//! guarantees, SPEC §6): processes killed mid-stream, slowloris partial
+//! guarantees, `docs/protocol.md` §6): processes killed mid-stream, slowloris partial
 //! frames, a 1 GiB frame, malformed and hostile frames per profile (§1.4,
 //! §3.4, §7.3), connection floods past `maxConnections`, a reader that never
 //! reads, a UDP fragment spray, 10,000 concurrent connections, and the
@@ -11,6 +11,9 @@
 //! its own `Child` handle. No test sleeps hoping something happened: each
 //! waits for an event or a condition, bounded by [`T`].
 
+// Raw Unix sockets, rlimits and file modes throughout; the pipe
+// counterparts of what applies on Windows are in pipe.rs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -722,11 +725,13 @@ async fn feed(
     if closed {
         assert!(closed_by_peer(&mut s).await);
     }
+    // Closing our side first lets the graceful stop finish at once.
+    drop(s);
     server.stop().await;
     (msgs, code, closed)
 }
 
-/// SPEC §7.3 decode vectors at the server, per profile: malformed JSON,
+/// `docs/protocol.md` §7.3 decode vectors at the server, per profile: malformed JSON,
 /// non-object frames, missing/non-string types, reserved and prototype
 /// names. A violation closes only that connection, with a typed error.
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! Server and client together over real Unix sockets and TCP: lifecycle
-//! sequences (SPEC §3.3), retry (§3.6), broadcast and backpressure, graceful
+//! sequences (`docs/protocol.md` §3.3), retry (§3.6), broadcast and backpressure, graceful
 //! stop, maxConnections, sync mode (§3.5).
 
+// Unix-socket endpoints throughout; the same lifecycle over Windows named
+// pipes is in pipe.rs.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};
@@ -118,7 +121,7 @@ async fn unix_round_trip_and_event_order() {
 }
 
 /// Nothing listening, maxRetries = 2: error → disconnect three times, then
-/// destroy (SPEC §3.3 / §3.6).
+/// destroy (`docs/protocol.md` §3.3 / §3.6).
 #[tokio::test]
 async fn nothing_listening_spends_the_budget_then_destroys() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! The assured profile's transport gates (SPEC §1.6, §2.4, §4.2).
+//! The assured profile's transport gates (`docs/protocol.md` §1.6, §2.4, §4.2).
 //!
 //! node-ipc 14 refuses to run the `assured` profile over a transport that
 //! cannot prove who is on the other end. These checks look only at the

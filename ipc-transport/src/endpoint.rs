@@ -221,7 +221,7 @@ impl FromStr for Endpoint {
 /// The Windows pipe prefix `\\.\pipe\`.
 pub const PIPE_PREFIX: &str = r"\\.\pipe\";
 
-/// Maps a node-ipc local path onto a Windows pipe name (SPEC §2.2).
+/// Maps a node-ipc local path onto a Windows pipe name (`docs/protocol.md` §2.2).
 ///
 /// A name that already starts with `\\.\pipe\` is returned unchanged (so the
 /// mapping is idempotent, unlike node-ipc's server side). Otherwise **one**
@@ -258,7 +258,7 @@ pub struct LocalPaths {
     /// Namespace prefix of every id (`appspace`, default `app.`).
     pub appspace: String,
     /// Whether a server secures the root before binding inside it
-    /// (`secureSocketRoot`, SPEC §2.1).
+    /// (`secureSocketRoot`, `docs/protocol.md` §2.1).
     pub secure_socket_root: bool,
 }
 

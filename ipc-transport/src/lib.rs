@@ -1,4 +1,5 @@
-//! # ipc-transport — where node-ipc peers meet
+#![doc = include_str!("../README.md")]
+//! ## ipc-transport — where node-ipc peers meet
 //!
 //! **Owns:** endpoints (where to listen or connect), connected byte streams,
 //! listeners and datagram sockets for every transport node-ipc has: Unix
@@ -34,6 +35,11 @@
 //! println!("{peer}: {buf:?}");
 //! # Ok(()) }
 //! ```
+//!
+//! A Windows named pipe has no half-close: shutting a pipe stream's write
+//! half down closes the whole pipe once what was written has gone out, so
+//! the peer reads it and then end-of-stream (see `PipeStream`, Windows
+//! only).
 //!
 //! ## Secure defaults
 //!
@@ -76,6 +82,8 @@ pub use listener::{
 };
 pub use stream::{PeerAddr, PeerCred, PeerInfo, ReadHalf, Stream, StreamKind, WriteHalf};
 
+#[cfg(windows)]
+pub use pipe::PipeStream;
 #[cfg(feature = "tls")]
 pub use tls::{NodeTlsOptions, PemSource, TlsClientConfig, TlsServerConfig};
 #[cfg(feature = "udp")]

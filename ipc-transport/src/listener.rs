@@ -25,7 +25,7 @@ use crate::{Endpoint, TransportError};
 #[cfg(feature = "tls")]
 use crate::tls::{TlsClientConfig, TlsServerConfig};
 
-/// What to do with an existing socket file before binding (SPEC §2.1).
+/// What to do with an existing socket file before binding (`docs/protocol.md` §2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnlinkMode {
     /// Connect to it first: a live server keeps it (`ERR_IPC_ADDRESS_IN_USE`),
@@ -68,7 +68,7 @@ pub struct ListenOptions {
     /// (`secureSocketRoot`, default true). Only used with `socket_root`.
     pub secure_socket_root: bool,
     /// The socket root to create/secure before binding a Unix socket inside
-    /// it (SPEC §2.1); `None` skips all root handling.
+    /// it (`docs/protocol.md` §2.1); `None` skips all root handling.
     pub socket_root: Option<PathBuf>,
     /// TLS material for `tls://` endpoints (required for them).
     #[cfg(feature = "tls")]
@@ -438,7 +438,7 @@ impl Listener {
                 let next = crate::pipe::create_next(&name)?;
                 let connected = std::mem::replace(&mut *guard, next);
                 Stream::new(
-                    StreamKind::PipeServer(connected),
+                    StreamKind::PipeServer(crate::pipe::PipeStream::server(connected)),
                     PeerInfo::new(PeerAddr::Pipe(name)),
                 )
             }
@@ -581,7 +581,7 @@ pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<Strea
         Endpoint::NamedPipe(name) => {
             let client = crate::pipe::connect(name, opts.connect_timeout).await?;
             Ok(Stream::new(
-                StreamKind::PipeClient(client),
+                StreamKind::PipeClient(crate::pipe::PipeStream::client(client)),
                 PeerInfo::new(PeerAddr::Pipe(name.clone())),
             ))
         }

@@ -113,10 +113,10 @@ pub enum StreamKind {
     TlsServer(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
     /// The client end of a Windows named pipe.
     #[cfg(windows)]
-    PipeClient(tokio::net::windows::named_pipe::NamedPipeClient),
+    PipeClient(crate::pipe::PipeStream),
     /// The server end of a Windows named pipe.
     #[cfg(windows)]
-    PipeServer(tokio::net::windows::named_pipe::NamedPipeServer),
+    PipeServer(crate::pipe::PipeStream),
     /// Never built: keeps the type valid when no stream transport is enabled.
     #[doc(hidden)]
     #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
@@ -183,8 +183,10 @@ impl Stream {
     }
 
     /// Splits into owned read and write halves that can move to different
-    /// tasks. Unix and TCP streams use their native split (no lock); TLS and
-    /// pipe streams use `tokio::io::split` (a lock shared by both halves).
+    /// tasks. Unix, TCP and pipe streams split without a lock; TLS streams
+    /// use `tokio::io::split` (a lock shared by both halves). A pipe has no
+    /// half-close: shutting its write half down closes the pipe once what was
+    /// written has gone out, and its read half then reads end-of-stream.
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         match self.kind {
             #[cfg(all(unix, feature = "unix"))]
@@ -209,13 +211,11 @@ impl Stream {
             }
             #[cfg(windows)]
             StreamKind::PipeClient(s) => {
-                let (r, w) = tokio::io::split(s);
-                (ReadHalf::PipeClient(r), WriteHalf::PipeClient(w))
+                (ReadHalf::PipeClient(s.handle()), WriteHalf::PipeClient(s))
             }
             #[cfg(windows)]
             StreamKind::PipeServer(s) => {
-                let (r, w) = tokio::io::split(s);
-                (ReadHalf::PipeServer(r), WriteHalf::PipeServer(w))
+                (ReadHalf::PipeServer(s.handle()), WriteHalf::PipeServer(s))
             }
             #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
             StreamKind::__Never(n) => match n {},
@@ -281,10 +281,10 @@ pub enum ReadHalf {
     TlsServer(tokio::io::ReadHalf<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
     /// Pipe client.
     #[cfg(windows)]
-    PipeClient(tokio::io::ReadHalf<tokio::net::windows::named_pipe::NamedPipeClient>),
+    PipeClient(crate::pipe::PipeStream),
     /// Pipe server.
     #[cfg(windows)]
-    PipeServer(tokio::io::ReadHalf<tokio::net::windows::named_pipe::NamedPipeServer>),
+    PipeServer(crate::pipe::PipeStream),
     /// Never built: keeps the type valid when no stream transport is enabled.
     #[doc(hidden)]
     #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]
@@ -309,10 +309,10 @@ pub enum WriteHalf {
     TlsServer(tokio::io::WriteHalf<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
     /// Pipe client.
     #[cfg(windows)]
-    PipeClient(tokio::io::WriteHalf<tokio::net::windows::named_pipe::NamedPipeClient>),
+    PipeClient(crate::pipe::PipeStream),
     /// Pipe server.
     #[cfg(windows)]
-    PipeServer(tokio::io::WriteHalf<tokio::net::windows::named_pipe::NamedPipeServer>),
+    PipeServer(crate::pipe::PipeStream),
     /// Never built: keeps the type valid when no stream transport is enabled.
     #[doc(hidden)]
     #[cfg(not(any(all(unix, feature = "unix"), feature = "tcp", windows)))]

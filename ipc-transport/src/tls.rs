@@ -1,5 +1,5 @@
 //! TLS through rustls (ring provider) and tokio-rustls: typed builders and
-//! the mapping of node-ipc's `config.tls` keys (SPEC §2.4).
+//! the mapping of node-ipc's `config.tls` keys (`docs/protocol.md` §2.4).
 //!
 //! Verification is on by default on both sides. Turning it off is possible
 //! (`danger_accept_invalid_certs`, node-ipc's `rejectUnauthorized: false`)
@@ -138,7 +138,7 @@ fn key_mismatch(e: rustls::Error, cert: &PemSource, key: &PemSource) -> Transpor
     TransportError::tls_config(cert.path().or_else(|| key.path()), reason)
 }
 
-/// The options of node-ipc's `config.tls` object (SPEC §2.4).
+/// The options of node-ipc's `config.tls` object (`docs/protocol.md` §2.4).
 ///
 /// Paths are read when the configuration is built; inline PEM is used as is.
 /// `trustedConnections` is appended to `ca` (node-ipc 14).

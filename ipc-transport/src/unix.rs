@@ -43,7 +43,7 @@ pub fn current_euid() -> u32 {
 }
 
 /// Prepares node-ipc 14's secure socket root before a server binds `path`
-/// (SPEC §2.1): when `path` lies inside `root`, the root is created with
+/// (`docs/protocol.md` §2.1): when `path` lies inside `root`, the root is created with
 /// mode 0700 if missing; when `secure` is true an existing root must be a
 /// real directory (not a symlink) owned by this user, and group/other
 /// permission bits are removed.
@@ -108,7 +108,7 @@ pub fn prepare_socket_root(path: &Path, root: &Path, secure: bool) -> Result<(),
     Ok(())
 }
 
-/// Client-side ownership check of a local endpoint (SPEC §2.1, item 4):
+/// Client-side ownership check of a local endpoint (`docs/protocol.md` §2.1, item 4):
 /// `path` must be a socket (not a symlink) owned by this user or by root,
 /// and its directory a real directory owned by this user or by root that
 /// nobody else can write to. Call it before [`crate::connect`] when the
@@ -188,7 +188,7 @@ pub(crate) fn kind_name(ft: &fs::FileType) -> &'static str {
     }
 }
 
-/// Makes `path` free for binding (SPEC §2.1 unlink rule plus liveness probe):
+/// Makes `path` free for binding (`docs/protocol.md` §2.1 unlink rule plus liveness probe):
 /// nothing there → fine; not a socket (symlinks included, never followed) →
 /// [`TransportError::UnlinkNotSocket`]; a socket a live server accepts on →
 /// [`TransportError::AddressInUse`] unless `mode` is [`UnlinkMode::Force`];

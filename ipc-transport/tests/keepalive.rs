@@ -47,11 +47,15 @@ fn assert_keepalive(stream: &Stream, expected: Option<Keepalive>, side: &str) {
         ),
         Some(k) => {
             assert!(on, "{side}: SO_KEEPALIVE");
+            // Windows sets the idle time and interval but cannot read them
+            // back.
+            #[cfg(not(windows))]
             assert_eq!(
                 sock.tcp_keepalive_time().unwrap(),
                 k.time,
                 "{side}: TCP_KEEPIDLE"
             );
+            #[cfg(not(windows))]
             assert_eq!(
                 sock.tcp_keepalive_interval().unwrap(),
                 k.interval,

@@ -6,7 +6,7 @@
 //!
 //! Each worker here is a thread with its own tokio runtime and its own
 //! server on a clone of the one listening socket
-//! (`Listener::from_std_unix` + `Server::from_listener`). Worker processes
+//! (`Listener::from_std_unix` + `Ipc::serve_listener`). Worker processes
 //! would share it the same way through an inherited descriptor; threads keep
 //! the example free of descriptor passing.
 
@@ -14,9 +14,8 @@ use std::os::unix::net::UnixListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ipc::client::{Client, ClientConfig, ClientEvent, MaxRetries, RetryConfig};
-use ipc::server::{Server, ServerConfig};
-use ipc::transport::{Endpoint, Listener};
+use ipc::prelude::*;
+use ipc::transport::Listener;
 
 const WORKERS: usize = 3;
 const VISITS: usize = 9;
@@ -41,15 +40,13 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build()
                 .map_err(|e| e.to_string())?;
             rt.block_on(async move {
+                let ipc = Ipc::new();
+                ipc.configure(|c| c.unlink = false);
                 let listener = Listener::from_std_unix(listener).map_err(|e| e.to_string())?;
-                let server = Server::from_listener(listener, ServerConfig::default())
-                    .map_err(|e| e.to_string())?;
-                server.on_message("app.message", move |m, from| {
-                    let who: String = m.data().unwrap_or_default();
+                let server = ipc.serve_listener(listener).map_err(|e| e.to_string())?;
+                server.handle("app.message", move |who: String, socket, server| {
                     println!("worker {w}: message from {who}");
-                    if let Some(s) = from.socket() {
-                        let _ = s.try_emit("app.message", &format!("worker {w} served {who}"));
-                    }
+                    server.send(socket, "app.message", &format!("worker {w} served {who}"))
                 });
                 server.start().await.map_err(|e| e.to_string())?;
                 let _ = ready.send(());
@@ -73,17 +70,13 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     rt.block_on(async {
+        let ipc = Ipc::new();
+        ipc.configure(|c| c.max_retries = MaxRetries::Limited(0));
         for visit in 1..=VISITS {
-            let config = ClientConfig {
-                retry: RetryConfig {
-                    max_retries: MaxRetries::Limited(0),
-                    ..RetryConfig::default()
-                },
-                ..ClientConfig::default()
-            };
-            let client = Client::new(Endpoint::Unix(path.clone()), config)?;
+            // The stream is opened before the client can connect: this
+            // runtime is single-threaded and connect_to does not yield.
+            let client = ipc.connect_to("world", Some(&path))?;
             let mut events = client.events();
-            client.start();
             client
                 .emit("app.message", &format!("visit {visit}"))
                 .await?;
@@ -96,7 +89,7 @@ pub(crate) fn main() -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
             }
-            client.disconnect().await?;
+            ipc.disconnect("world").await?;
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ipc::{ClientEvent, Ipc, ServerEvent};
+use ipc::prelude::*;
 
 /// Runs the example.
 #[tokio::main]
@@ -19,14 +19,12 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         c.encoding = ipc::RawEncoding::Utf8;
     });
     let server = world.serve(Some(&path))?;
-    server.on("data", |ev| {
-        if let ServerEvent::Data { from, bytes } = ev {
-            println!("world: got {} raw bytes: {:?}", bytes.len(), bytes);
-            if let Some(socket) = from.socket() {
-                let mut reply = bytes.to_vec();
-                reply.extend_from_slice(b" world!");
-                let _ = socket.try_send_frame(reply.into());
-            }
+    server.on_data(|bytes, socket, server| {
+        println!("world: got {} raw bytes: {:?}", bytes.len(), bytes);
+        // node-ipc: ipc.server.emit(socket, data + ' world!') with utf8.
+        let text = String::from_utf8_lossy(bytes);
+        if let Err(e) = server.send_str(socket, &format!("{text} world!")) {
+            println!("world: cannot answer: {e}");
         }
     });
     server.start().await?;
@@ -39,16 +37,13 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let client = hello.connect_to_with("world", Some(&path), |c| {
-        c.on("data", move |ev| {
-            if let ClientEvent::Data(bytes) = ev {
-                println!("hello: got raw bytes back: {:?}", bytes);
-                let _ = tx.send(bytes.clone());
-            }
+        c.on_data(move |bytes, _| {
+            println!("hello: got raw bytes back: {:?}", bytes);
+            let _ = tx.send(bytes.clone());
         });
     })?;
     // node-ipc: ipc.of.world.emit('68656c6c6f') with encoding 'hex'.
-    let payload = hello.config().encoding.encode_str("68656c6c6f");
-    client.emit_raw(&payload).await?;
+    client.emit_str("68656c6c6f").await?;
     let reply = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await?
         .ok_or("the client stopped before the reply")?;

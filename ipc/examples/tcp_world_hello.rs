@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ipc::{ClientExt, Endpoint, Ipc, ServeNet, ServerExt};
+use ipc::prelude::*;
 
 /// Runs the example.
 #[tokio::main]
@@ -12,11 +12,9 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     world.configure(|c| c.id = "world".into());
     // node-ipc would use networkPort (8000); port 0 picks a free one.
     let server = world.serve_net(ServeNet::tcp().host("127.0.0.1").port(0))?;
-    server.on_typed("message", |data: String, peer| {
+    server.handle("message", |data: String, socket, server| {
         println!("world: got a message: {data}");
-        if let Some(socket) = peer.socket() {
-            let _ = socket.try_emit("message", &format!("{data} world!"));
-        }
+        server.send(socket, "message", &format!("{data} world!"))
     });
     let Endpoint::Tcp { host, port } = server.start().await? else {
         return Err("expected a TCP endpoint".into());
@@ -27,7 +25,7 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
     hello.configure(|c| c.id = "hello".into());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let client = hello.connect_to_net_with("world", Some(&host), Some(port), |c| {
-        c.on("connect", |_| println!("hello: connected to world"));
+        c.on_connect(|_| println!("hello: connected to world"));
         c.on_typed("message", move |data: String| {
             println!("hello: got a message from world: {data}");
             let _ = tx.send(data);

@@ -1,7 +1,7 @@
 //! TLS, "more secure" (node-ipc's example of that name): both sides have
 //! certificates and exchange them (`requestCert`, `trustedConnections`),
 //! but `rejectUnauthorized=false` on both ends means neither is verified —
-//! still no authentication, as SPEC §2.4 notes. Shown for parity with
+//! still no authentication, as `docs/protocol.md` §2.4 notes. Shown for parity with
 //! node-ipc; use `tls_most_secure`.
 //!
 //! Certificates are generated at run time (a private CA signs both leaves;
@@ -25,7 +25,6 @@ pub(crate) async fn main() -> Result<(), Box<dyn std::error::Error>> {
         trusted_connections: vec![pki.ca.clone()],
         request_cert: Some(true),
         reject_unauthorized: Some(false),
-        dhparam: Some("ignored: rustls has no finite-field DHE".into()),
         ..TlsOptions::default()
     };
     eprintln!("warning: rejectUnauthorized=false on both sides: nobody is authenticated");

@@ -1,5 +1,5 @@
 //! [`Config`]: every key of node-ipc's `ipc.config` with node-ipc 14's
-//! defaults, plus this library's extras (SPEC §3.1).
+//! defaults, plus this library's extras (`docs/protocol.md` §3.1).
 //!
 //! A `Config` is plain data. It can be built in Rust
 //! (`Config { retry: Duration::from_millis(100), ..Config::default() }` or
@@ -24,6 +24,10 @@ use ipc_transport::{AddressFamily, ConnectOptions, ListenOptions, LocalPaths, Un
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::IpcError;
+
+/// node's `lookup(hostname)` for [`Config::lookup`]: an address for a host
+/// name, or why there is none.
+pub type Lookup = Arc<dyn Fn(&str) -> std::io::Result<IpAddr> + Send + Sync>;
 
 /// node-ipc's `config.logger`: receives each formatted `log()` line.
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
@@ -90,26 +94,44 @@ fn default_jitter() -> f64 {
     0.2
 }
 
-/// `ext.handshake` (SPEC §5.4 rule 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Handshake {
-    /// No `ipcx.hello` (the default; plain node-ipc peers never answer).
-    #[default]
-    Off,
-    /// Send `ipcx.hello` after `connect`, do not wait.
-    Announce,
-    /// Ready only after `ipcx.welcome`.
-    Required,
+/// `ext.handshake` (`docs/protocol.md` §5.2 rule 5): the client's and server's
+/// [`HandshakeMode`] under its configuration name; in JSON `"off"`,
+/// `"announce"` or `"required"`.
+pub type Handshake = HandshakeMode;
+
+mod handshake_json {
+    use super::HandshakeMode;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(h: &HandshakeMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match h {
+            HandshakeMode::Off => "off",
+            HandshakeMode::Announce => "announce",
+            HandshakeMode::Required => "required",
+        })
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HandshakeMode, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "off" => Ok(HandshakeMode::Off),
+            "announce" => Ok(HandshakeMode::Announce),
+            "required" => Ok(HandshakeMode::Required),
+            other => Err(D::Error::unknown_variant(
+                other,
+                &["off", "announce", "required"],
+            )),
+        }
+    }
 }
 
-/// `ext`: settings of the request/ping/pub-sub extension (SPEC §5.4).
+/// `ext`: settings of the request/ping/pub-sub extension (`docs/protocol.md` §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ExtConfig {
     /// Handle `ipcx.*` frames (requests, ping, pub/sub; default true).
     pub enabled: bool,
     /// Handshake mode.
+    #[serde(with = "handshake_json")]
     pub handshake: Handshake,
     /// How long a required handshake may take, ms (default 10 000).
     pub handshake_timeout: u64,
@@ -120,6 +142,12 @@ pub struct ExtConfig {
     pub no_local: bool,
     /// Graceful-close bound in ms (default 10 000).
     pub close_timeout: u64,
+    /// The client's handshake payload (isdk's connect payload, e.g. an
+    /// auth token): sent as `extras` in `ipcx.hello`, which a server sees
+    /// in its `hello` event and [`Server::on_hello`](ipc_server::Server::on_hello)
+    /// check. Setting one with `handshake` off announces it (`announce`).
+    /// Default `null` (none).
+    pub payload: serde_json::Value,
 }
 
 impl Default for ExtConfig {
@@ -131,16 +159,7 @@ impl Default for ExtConfig {
             request_timeout: 10_000,
             no_local: false,
             close_timeout: 10_000,
-        }
-    }
-}
-
-impl From<Handshake> for HandshakeMode {
-    fn from(h: Handshake) -> HandshakeMode {
-        match h {
-            Handshake::Off => HandshakeMode::Off,
-            Handshake::Announce => HandshakeMode::Announce,
-            Handshake::Required => HandshakeMode::Required,
+            payload: serde_json::Value::Null,
         }
     }
 }
@@ -159,16 +178,17 @@ pub struct Interface {
     /// Address family: `4` or `6`.
     #[serde(deserialize_with = "falsy_or")]
     pub family: Option<u8>,
-    /// node's `dns.lookup` hints: accepted for compatibility, unused.
+    /// node's `dns.lookup` hints: only `0`/unset is accepted (the system
+    /// resolver is called without flags; see [`Config::validate`]).
     #[serde(deserialize_with = "falsy_or")]
     pub hints: Option<u32>,
-    /// node's custom `lookup` function: cannot be expressed here; only
-    /// `false` is accepted.
+    /// node's custom `lookup` function: in JSON only `false`; the function
+    /// itself is [`Config::lookup`].
     #[serde(deserialize_with = "falsy_or")]
     pub lookup: Option<bool>,
 }
 
-/// `tls`: node-ipc's TLS options object (SPEC §2.4). Paths are read when a
+/// `tls`: node-ipc's TLS options object (`docs/protocol.md` §2.4). Paths are read when a
 /// server or client is created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -277,10 +297,17 @@ pub struct Config {
     pub log_depth: usize,
     /// `logInColor`: colour `log` output (default true).
     pub log_in_color: bool,
-    /// `logger`: where `log` lines go (default: `tracing` at info level).
-    /// Not representable in JSON.
+    /// `logger`: where `log` lines go (default: standard output, as
+    /// node-ipc's `console.log`). Not representable in JSON.
     #[serde(skip)]
     pub logger: Option<Logger>,
+    /// `interface.lookup` as a function: resolves the host of
+    /// `connect_to_net` to an address (node's `lookup(hostname, cb)`).
+    /// Called once per `connect_to_net`, not per retry; with TLS the host
+    /// name stays the server name checked against the certificate unless
+    /// `tls.servername` is set. Not representable in JSON.
+    #[serde(skip)]
+    pub lookup: Option<Lookup>,
     /// `maxConnections` per stream server (default 100).
     pub max_connections: usize,
     /// `retry`: delay between reconnect attempts, ms in JSON (default 500).
@@ -343,6 +370,10 @@ impl fmt::Debug for Config {
                 "logger".into(),
                 serde_json::Value::Bool(self.logger.is_some()),
             );
+            o.insert(
+                "lookup".into(),
+                serde_json::Value::Bool(self.lookup.is_some()),
+            );
         }
         write!(f, "Config {v}")
     }
@@ -376,6 +407,7 @@ impl Default for Config {
             log_depth: 5,
             log_in_color: true,
             logger: None,
+            lookup: None,
             max_connections: 100,
             retry: Duration::from_millis(500),
             max_retries: MaxRetries::Unlimited,
@@ -465,7 +497,23 @@ impl Config {
         }
         if self.interface.lookup == Some(true) {
             return Err(IpcError::InvalidConfig(
-                "interface.lookup (a custom resolver function) is not supported".into(),
+                "interface.lookup must be a function: set Config::lookup to a resolver closure"
+                    .into(),
+            ));
+        }
+        if self.interface.hints.is_some_and(|h| h != 0) {
+            return Err(IpcError::InvalidConfig(
+                "interface.hints (dns.lookup flags) cannot be applied: host names go to the \
+                 system resolver without flags; use interface.family to choose IPv4 or IPv6, \
+                 or Config::lookup to resolve yourself"
+                    .into(),
+            ));
+        }
+        if self.tls.as_ref().is_some_and(|t| t.dhparam.is_some()) {
+            return Err(IpcError::InvalidConfig(
+                "tls.dhparam cannot be applied: rustls negotiates only elliptic-curve \
+                 Diffie-Hellman (ECDHE), never finite-field DH parameters; remove the key"
+                    .into(),
             ));
         }
         self.codec().validate().map_err(IpcError::Codec)
@@ -567,7 +615,11 @@ impl Config {
             retry_on_tls_failure: self.retry_on_tls_failure,
             close_timeout: Duration::from_millis(self.ext.close_timeout),
             extension: self.ext.enabled,
-            handshake: self.ext.handshake.into(),
+            handshake: match self.ext.handshake {
+                Handshake::Off if !self.ext.payload.is_null() => HandshakeMode::Announce,
+                h => h,
+            },
+            hello: self.ext.payload.clone(),
             handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
             ..ClientConfig::default()
         }
@@ -587,7 +639,7 @@ impl Config {
                 ..UdpLimits::default()
             },
             extension: self.ext.enabled,
-            handshake: self.ext.handshake.into(),
+            handshake: self.ext.handshake,
             handshake_timeout: Duration::from_millis(self.ext.handshake_timeout),
             no_local: self.ext.no_local,
             ..ServerConfig::default()

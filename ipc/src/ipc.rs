@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use ipc_client::{Client, ClientState};
 use ipc_server::Server;
@@ -85,7 +86,7 @@ pub enum JsArg {
 
 impl ServeNet {
     /// Resolves node-ipc's `serveNet(host?, port?, udpType?, cb?)`
-    /// arguments exactly as every node-ipc version does (SPEC §3.2): a
+    /// arguments exactly as every node-ipc version does (`docs/protocol.md` §3.2): a
     /// leading number is the port, `'udp4'`/`'udp6'` in the host position
     /// means UDP on the defaults, a string second argument is the UDP
     /// type, a falsy port means `networkPort`. Callbacks are skipped.
@@ -143,7 +144,7 @@ impl ServeNet {
 }
 
 struct Inner {
-    config: RwLock<Config>,
+    config: Arc<RwLock<Config>>,
     of: Mutex<HashMap<String, Client>>,
     server: Mutex<Option<Server>>,
 }
@@ -156,18 +157,16 @@ struct Inner {
 /// Methods that create clients or servers must run inside a tokio runtime.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use ipc::{Ipc, ServerExt};
+/// # async fn demo() -> Result<(), ipc::IpcError> {
+/// use ipc::prelude::*;
 /// let ipc = Ipc::new();
 /// ipc.configure(|c| {
 ///     c.id = "world".into();
 ///     c.retry = std::time::Duration::from_millis(1500);
 /// });
 /// let server = ipc.serve(None)?;
-/// server.on_typed("message", |text: String, peer| {
-///     if let Some(socket) = peer.socket() {
-///         let _ = socket.try_emit("message", &format!("{text} world!"));
-///     }
+/// server.handle("message", |text: String, socket, server| {
+///     server.send(socket, "message", &format!("{text} world!"))
 /// });
 /// server.start().await?;
 /// # Ok(()) }
@@ -207,7 +206,7 @@ impl Ipc {
     pub fn with_config(config: Config) -> Ipc {
         Ipc {
             inner: Arc::new(Inner {
-                config: RwLock::new(config),
+                config: Arc::new(RwLock::new(config)),
                 of: Mutex::new(HashMap::new()),
                 server: Mutex::new(None),
             }),
@@ -242,6 +241,22 @@ impl Ipc {
     /// `path`, or at `socketRoot + appspace + id`; it replaces
     /// [`Ipc::server`] (a previous server keeps running until stopped).
     /// Register handlers, then call [`Server::start`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ipc = Ipc::new();
+    /// ipc.configure(|c| c.id = "world".into());
+    /// # ipc.configure(|c| c.socket_root = format!("{}/", dir.path().display()).into());
+    /// let server = ipc.serve(None)?;
+    /// server.on_start(|endpoint, _| println!("serving on {endpoint}"));
+    /// let endpoint = server.start().await?;
+    /// assert!(endpoint.to_string().ends_with("app.world"));
+    /// server.stop().await;
+    /// # Ok(()) }
+    /// ```
     pub fn serve(&self, path: Option<&Path>) -> Result<Server, IpcError> {
         let config = self.config();
         config.validate()?;
@@ -263,7 +278,7 @@ impl Ipc {
         let endpoint = match opts.udp {
             Some(family) => {
                 if family == UdpFamily::V4 && host == "::1" {
-                    // node-ipc rebinds udp4 on ::1 to 127.0.0.1 (SPEC §2.5).
+                    // node-ipc rebinds udp4 on ::1 to 127.0.0.1 (`docs/protocol.md` §2.5).
                     host = "127.0.0.1".into();
                 }
                 Endpoint::Udp { family, host, port }
@@ -282,6 +297,23 @@ impl Ipc {
         self.install_server(endpoint, &config)
     }
 
+    /// A server on a listener bound elsewhere, with this instance's
+    /// configuration (node's `server.listen(handle)`): the cluster pattern,
+    /// where workers share one socket bound once
+    /// ([`Listener::from_std_unix`](ipc_transport::Listener::from_std_unix)).
+    /// The path is never unlinked by this server. It replaces
+    /// [`Ipc::server`].
+    pub fn serve_listener(&self, listener: ipc_transport::Listener) -> Result<Server, IpcError> {
+        let config = self.config();
+        config.validate()?;
+        let mut sc = config.server_config();
+        sc.listen.socket_root = None;
+        let server = Server::from_listener(listener, sc)?;
+        server.set_raw_encoding(config.encoding);
+        *lock(&self.inner.server) = Some(server.clone());
+        Ok(server)
+    }
+
     fn install_server(&self, endpoint: Endpoint, config: &Config) -> Result<Server, IpcError> {
         #[allow(unused_mut)]
         let mut sc = config.server_config();
@@ -296,6 +328,7 @@ impl Ipc {
             )?);
         }
         let server = Server::new(endpoint, sc)?;
+        server.set_raw_encoding(config.encoding);
         *lock(&self.inner.server) = Some(server.clone());
         Ok(server)
     }
@@ -307,8 +340,25 @@ impl Ipc {
 
     /// `ipc.connectTo(id, path?)`: a local client stored at `of(id)`,
     /// connecting to `path` or to `socketRoot + appspace + id`, started at
-    /// once. An id whose client is still alive returns that client
-    /// unchanged (node-ipc's rule, even if the path differs).
+    /// once. It is in `of(id)` before it starts, so the callback of
+    /// [`Ipc::connect_to_with`] and every handler find it there. An id whose
+    /// client is still alive returns that client (node-ipc's rule, logged
+    /// as node-ipc does); if that client connects elsewhere, the call fails
+    /// with [`IpcError::IdInUse`]: two clients need two ids.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let ipc = Ipc::new();
+    /// # ipc.configure(|c| c.socket_root = format!("{}/", dir.path().display()).into());
+    /// ipc.configure(|c| c.max_retries = MaxRetries::Limited(1));
+    /// let world = ipc.connect_to("world", None)?; // nobody serves `world`
+    /// let e = world.connected().await.unwrap_err();
+    /// assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound)); // ENOENT
+    /// # Ok(()) }
+    /// ```
     pub fn connect_to(&self, id: &str, path: Option<&Path>) -> Result<Client, IpcError> {
         self.connect_to_with(id, path, |_| {})
     }
@@ -318,6 +368,22 @@ impl Ipc {
     /// first `connect`. When `id` already has a live client, `setup` runs
     /// with that client (node-ipc calls the callback then too), so avoid
     /// registering the same handlers twice.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), ipc::IpcError> {
+    /// use ipc::prelude::*;
+    /// let ipc = Ipc::new();
+    /// let log = ipc.logger();
+    /// ipc.connect_to_with("world", None, |world| {
+    ///     world.on_connect(|world| {
+    ///         let _ = world.try_emit("message", "hello");
+    ///     });
+    ///     world.handle("message", move |data: String, _| {
+    ///         ipc::log!(log, "got a message from world :", data);
+    ///     });
+    /// })?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_to_with(
         &self,
         id: &str,
@@ -353,15 +419,26 @@ impl Ipc {
         port: Option<u16>,
         setup: impl FnOnce(&Client),
     ) -> Result<Client, IpcError> {
-        let config = self.config();
-        let host = host.map_or_else(|| config.network_host.clone(), str::to_owned);
+        let mut config = self.config();
+        let mut host = host.map_or_else(|| config.network_host.clone(), str::to_owned);
         let port = port.filter(|p| *p != 0).unwrap_or(config.network_port);
+        if let Some(lookup) = &config.lookup {
+            if host.parse::<std::net::IpAddr>().is_err() {
+                let addr = lookup(&host).map_err(|e| {
+                    IpcError::InvalidConfig(format!("interface.lookup of {host:?} failed: {e}"))
+                })?;
+                if let Some(tls) = config.tls.as_mut() {
+                    tls.servername.get_or_insert_with(|| host.clone());
+                }
+                host = addr.to_string();
+            }
+        }
         let endpoint = if config.tls.is_some() {
             Endpoint::Tls { host, port }
         } else {
             Endpoint::Tcp { host, port }
         };
-        self.connect_endpoint_with(id, endpoint, setup)
+        self.connect_with_config(id, endpoint, config, setup)
     }
 
     /// Connects to any endpoint and stores the client at `of(id)` (what
@@ -372,18 +449,41 @@ impl Ipc {
         endpoint: Endpoint,
         setup: impl FnOnce(&Client),
     ) -> Result<Client, IpcError> {
+        self.connect_with_config(id, endpoint, self.config(), setup)
+    }
+
+    fn connect_with_config(
+        &self,
+        id: &str,
+        endpoint: Endpoint,
+        config: Config,
+        setup: impl FnOnce(&Client),
+    ) -> Result<Client, IpcError> {
         if id.is_empty() {
-            tracing::warn!("connect: an id is required");
             return Err(IpcError::MissingId("connect"));
         }
-        if let Some(existing) = lock(&self.inner.of).get(id) {
+        config.validate()?;
+        // One lock for the look-up and the insertion: a concurrent
+        // connect_to of the same id cannot create a second client.
+        let mut of = lock(&self.inner.of);
+        if let Some(existing) = of.get(id) {
             if existing.state() != ClientState::Destroyed {
-                setup(existing);
-                return Ok(existing.clone());
+                if *existing.endpoint() != endpoint {
+                    return Err(IpcError::IdInUse {
+                        id: id.to_owned(),
+                        endpoint: existing.endpoint().to_string(),
+                    });
+                }
+                let existing = existing.clone();
+                drop(of);
+                // node-ipc's rule: a live id is reused (and says so).
+                self.log(format_args!(
+                    "Already Connected to {id} - So executing success without connection"
+                ));
+                setup(&existing);
+                return Ok(existing);
             }
         }
-        let config = self.config();
-        config.validate()?;
         #[allow(unused_mut)]
         let mut cc = config.client_config();
         #[cfg(feature = "tls")]
@@ -393,11 +493,15 @@ impl Ipc {
             )?);
         }
         let client = Client::new(endpoint, cc)?;
+        client.set_request_timeout(Duration::from_millis(config.ext.request_timeout));
+        client.set_raw_encoding(config.encoding);
+        // Stored before it starts: a `connect` handler that looks itself
+        // up in `of` always finds it. A destroyed client under the same id
+        // is simply replaced: it has no retry left to cancel.
+        of.insert(id.to_owned(), client.clone());
+        drop(of);
         setup(&client);
         client.start();
-        // A destroyed client under the same id is simply replaced: it has no
-        // retry left to cancel.
-        lock(&self.inner.of).insert(id.to_owned(), client.clone());
         Ok(client)
     }
 
@@ -429,53 +533,89 @@ impl Ipc {
         }
     }
 
-    /// `ipc.log(...)`: one line through `config.logger`, or `tracing` at
-    /// info level; nothing when `config.silent`.
+    /// One line through `config.logger` (default: standard output),
+    /// nothing when `config.silent`. For node-ipc's `ipc.log(a, b, c)`
+    /// use [`log!`](crate::log!).
     pub fn log(&self, line: impl fmt::Display) {
-        let config = self.inner.config.read().unwrap_or_else(|p| p.into_inner());
+        self.logger().log(line)
+    }
+
+    /// node-ipc's `ipc.log(...args)` (what [`log!`](crate::log!) calls); see
+    /// [`IpcLog::log_parts`].
+    pub fn log_parts(&self, parts: &[crate::LogPart]) {
+        self.logger().log_parts(parts)
+    }
+
+    /// `ipc.log(label, object)`: [`Ipc::log_parts`] with two parts.
+    pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
+        self.logger().log_value(label, value)
+    }
+
+    /// This instance's `log`, on its own: it follows the instance's
+    /// configuration but holds nothing else, so a handler may keep it
+    /// without keeping the instance (its servers and clients) alive.
+    ///
+    /// ```
+    /// # fn demo(server: &ipc::Server) {
+    /// use ipc::prelude::*;
+    /// let ipc = Ipc::new();
+    /// let log = ipc.logger();
+    /// server.handle("message", move |data: String, _, _| {
+    ///     ipc::log!(log, "got a message :", data);
+    /// });
+    /// # }
+    /// ```
+    pub fn logger(&self) -> IpcLog {
+        IpcLog {
+            config: self.inner.config.clone(),
+        }
+    }
+}
+
+/// An instance's `ipc.log` ([`Ipc::logger`]).
+#[derive(Clone)]
+pub struct IpcLog {
+    config: Arc<RwLock<Config>>,
+}
+
+impl fmt::Debug for IpcLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpcLog").finish_non_exhaustive()
+    }
+}
+
+impl IpcLog {
+    /// One line through `config.logger` (default: standard output),
+    /// nothing when `config.silent`.
+    pub fn log(&self, line: impl fmt::Display) {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
         if config.silent {
             return;
         }
         let line = line.to_string();
         match &config.logger {
             Some(logger) => logger(&line),
-            None => tracing::info!(target: "ipc", id = %config.id, "{line}"),
+            None => println!("{line}"),
         }
     }
 
-    /// `ipc.log(label, object)`: the value pretty-printed as JSON, nested
-    /// no deeper than `config.logDepth` (deeper parts show as `[Object]` /
-    /// `[Array]`, as node's `util.inspect`).
+    /// node-ipc's `ipc.log(...args)`: strings and numbers as they are,
+    /// objects as node's `util.inspect` shows them, to `logDepth` levels and
+    /// coloured when `logInColor` and standard output is a terminal; joined
+    /// by spaces.
+    pub fn log_parts(&self, parts: &[crate::LogPart]) {
+        let (silent, depth, color) = {
+            let c = self.config.read().unwrap_or_else(|p| p.into_inner());
+            (c.silent, c.log_depth, crate::log::use_color(c.log_in_color))
+        };
+        if !silent {
+            self.log(crate::log::line(parts, depth, color));
+        }
+    }
+
+    /// `log(label, object)`: [`IpcLog::log_parts`] with two parts.
     pub fn log_value<T: Serialize + ?Sized>(&self, label: &str, value: &T) {
-        let depth = self.config().log_depth;
-        let v = serde_json::to_value(value)
-            .map(|v| truncate_depth(v, depth))
-            .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
-            .unwrap_or_else(|e| format!("<unserializable: {e}>"));
-        if label.is_empty() {
-            self.log(v);
-        } else {
-            self.log(format_args!("{label} {v}"));
-        }
-    }
-}
-
-fn truncate_depth(v: serde_json::Value, depth: usize) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(_) if depth == 0 => Value::String("[Object]".into()),
-        Value::Array(_) if depth == 0 => Value::String("[Array]".into()),
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| (k, truncate_depth(v, depth - 1)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(
-            a.into_iter()
-                .map(|v| truncate_depth(v, depth - 1))
-                .collect(),
-        ),
-        other => other,
+        self.log_parts(&[crate::LogPart::new(label), crate::LogPart::new(value)]);
     }
 }
 
@@ -501,7 +641,7 @@ pub fn init_logging(config: &Config) -> bool {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(config.log_in_color)
+        .with_ansi(config.log_in_color && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init()
         .is_ok()
@@ -543,12 +683,6 @@ mod tests {
     }
 
     #[test]
-    fn depth_truncation_matches_util_inspect_shape() {
-        let v = json!({"a":{"b":{"c":1}},"l":[[1]]});
-        assert_eq!(truncate_depth(v, 1), json!({"a":"[Object]","l":"[Array]"}));
-    }
-
-    #[test]
     fn log_goes_to_the_logger_unless_silent() {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -557,13 +691,13 @@ mod tests {
             c.logger = Some(Arc::new(move |l: &str| lock(&sink).push(l.to_owned())));
         });
         ipc.log("hello");
-        ipc.log_value("obj", &json!({"x":{"y":{"z":{"w":{"v":{"u":1}}}}}}));
+        ipc.log_value("obj", &json!({"x":{"y":{"z":{"w":{"v":{"u":{"t":1}}}}}}}));
         ipc.configure(|c| c.silent = true);
         ipc.log("hidden");
         let lines = lock(&lines);
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0], "hello");
-        assert!(lines[1].starts_with("obj {"), "{}", lines[1]);
+        assert!(lines[1].starts_with("obj { x: {"), "{}", lines[1]);
         assert!(lines[1].contains("[Object]"), "{}", lines[1]);
     }
 }

@@ -73,6 +73,7 @@ fn assert_one_line_error(out: &Output, needle: &str) {
 struct Running {
     child: Child,
     lines: Receiver<String>,
+    errs: Receiver<String>,
     stdin: Option<ChildStdin>,
 }
 
@@ -87,11 +88,19 @@ impl Running {
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
         let stdin = child.stdin.take();
+        let (etx, errs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = etx.send(line);
+            }
+        });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -104,12 +113,33 @@ impl Running {
         Running {
             child,
             lines,
+            errs,
             stdin,
+        }
+    }
+
+    /// The next stderr line containing `needle` (earlier ones are skipped).
+    fn expect_stderr(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .errs
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no stderr line with {needle:?} within {WAIT:?}"));
+            if line.contains(needle) {
+                return line;
+            }
         }
     }
 
     /// The next JSON line for which `pred` holds (earlier ones are skipped).
     fn expect(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.expect_line(what, pred).1
+    }
+
+    /// Like `expect`, with the line's text as printed.
+    fn expect_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> (String, Value) {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -120,7 +150,7 @@ impl Running {
             let v: Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("not a JSON line: {line:?}: {e}"));
             if pred(&v) {
-                return v;
+                return (line, v);
             }
         }
     }
@@ -445,4 +475,512 @@ fn usage_errors_exit_2() {
     assert!(text(&out.stderr).contains("Usage"), "{}", text(&out.stderr));
     let out = nipc(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every JSON line of a finished command's stdout.
+fn json_lines(out: &Output) -> Vec<Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn every_help_has_an_example_and_links_the_protocol_reference() {
+    for cmd in [
+        "serve", "emit", "listen", "request", "ping", "sub", "pub", "bench", "demo",
+    ] {
+        let out = nipc(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd}");
+        let help = text(&out.stdout);
+        assert!(
+            help.contains("Example"),
+            "{cmd} --help has no example:\n{help}"
+        );
+        assert!(help.contains("docs/protocol.md"), "{cmd} --help:\n{help}");
+    }
+    let top = text(&nipc(&["--help"]).stdout);
+    for needle in [
+        "pipe:",
+        "Exit status",
+        "docs/protocol.md",
+        "\"event\":\"message\"",
+    ] {
+        assert!(top.contains(needle), "missing {needle:?} in:\n{top}");
+    }
+}
+
+#[test]
+fn emit_waits_for_replies_and_for_a_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "r.sock");
+    let serve = Running::start(&["serve", &ep, "--echo"]);
+    serve.started();
+    let out = nipc(&["emit", &ep, "ask", r#"{"q":[1, 2]}"#, "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["type"], "ask");
+    assert_eq!(lines[0]["data"], serde_json::json!({"q":[1,2]}));
+
+    let out = nipc(&["emit", &ep, "ask", "7", "--wait-for", "ask"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], 7);
+
+    // Without data the message carries `{}` (node-ipc's `emit(type)`).
+    let out = nipc(&["emit", &ep, "bare", "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], serde_json::json!({}));
+}
+
+#[test]
+fn emit_without_an_answer_times_out_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "quiet.sock");
+    let serve = Running::start(&["serve", &ep]);
+    serve.started();
+    let out = nipc(&[
+        "emit",
+        &ep,
+        "ask",
+        "1",
+        "--replies",
+        "1",
+        "--timeout",
+        "300",
+    ]);
+    assert_one_line_error(&out, "no reply from unix:");
+}
+
+#[test]
+fn broadcast_stdin_without_data_sends_an_empty_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "bd.sock");
+    let mut serve = Running::start(&["serve", &ep, "--broadcast-stdin"]);
+    serve.started();
+    let mut listen = Running::start(&["listen", &ep, "--count", "1"]);
+    listen.expect("connect", |v| v["event"] == "connect");
+    serve.expect("server connect", |v| v["event"] == "connect");
+    serve.send_stdin(r#"{"type":"tick"}"#);
+    let m = listen.expect("tick", |v| v["event"] == "message");
+    assert_eq!(m["type"], "tick");
+    assert_eq!(m["data"], serde_json::json!({}));
+    assert!(listen.wait_exit().success());
+}
+
+#[test]
+fn config_file_and_flags_set_the_local_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let cfg = dir.path().join("ipc.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"socketRoot":"{}/","appspace":"demo.","id":"world"}}"#,
+            root.display()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.display().to_string();
+    // No endpoint: node-ipc's serve() path, socketRoot + appspace + id.
+    let serve = Running::start(&["serve", "--config", &cfg_s]);
+    let ep = serve.started();
+    assert_eq!(ep, format!("unix:{}", root.join("demo.world").display()));
+    // A client finds it by id with the same file…
+    let out = nipc(&["emit", "id:world", "message", "1", "--config", &cfg_s]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serve.expect("message", |v| v["event"] == "message" && v["data"] == 1);
+    // …or with flags only.
+    let root_s = root.display().to_string();
+    let out = nipc(&[
+        "emit",
+        "id:world",
+        "message",
+        "2",
+        "--socket-root",
+        &root_s,
+        "--appspace",
+        "demo.",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serve.expect("message", |v| v["event"] == "message" && v["data"] == 2);
+
+    std::fs::write(&cfg, r#"{"retyr":100}"#).unwrap();
+    let out = nipc(&["serve", "--config", &cfg_s]);
+    assert_one_line_error(&out, "retyr");
+}
+
+#[test]
+fn raw_mode_with_an_encoding_sends_and_prints_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "raw.sock");
+    let serve = Running::start(&["serve", &ep, "--raw", "--echo"]);
+    serve.started();
+    let out = nipc(&[
+        "emit",
+        &ep,
+        "--raw",
+        "--encoding",
+        "hex",
+        "0a0bff",
+        "--replies",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let d = serve.expect("data", |v| v["event"] == "data");
+    assert_eq!(d["hex"], "0a0bff");
+    // The echo comes back as the same bytes.
+    assert_eq!(json_lines(&out)[0]["hex"], "0a0bff");
+    // A type and data make no sense in raw mode.
+    let out = nipc(&["emit", &ep, "--raw", "a", "1"]);
+    assert_one_line_error(&out, "--raw");
+}
+
+#[test]
+fn a_custom_delimiter_frames_messages() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "nl.sock");
+    let serve = Running::start(&["serve", &ep, "--delimiter", "\\n", "--echo"]);
+    serve.started();
+    let mut s = UnixStream::connect(dir.path().join("nl.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"{\"type\":\"a\",\"data\":\"x\"}\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "{\"type\":\"a\",\"data\":\"x\"}\n");
+    let m = serve.expect("message", |v| v["event"] == "message");
+    assert_eq!(m["data"], "x");
+    // nipc's own client with the same delimiter.
+    let out = nipc(&[
+        "emit",
+        &ep,
+        "b",
+        "2",
+        "--delimiter",
+        "\\n",
+        "--replies",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], 2);
+}
+
+#[test]
+fn data_is_printed_as_sent_on_one_line() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "ws.sock");
+    let serve = Running::start(&["serve", &ep]);
+    serve.started();
+    let mut s = UnixStream::connect(dir.path().join("ws.sock")).unwrap();
+    // Whitespace and newlines between tokens, a big integer a Value would
+    // round, and a string with spaces.
+    s.write_all(
+        b"{\"type\":\"w\",\"data\":{ \"a\" :\n[1, 123456789012345678901],\n\"s\":\"x y\"}}\x0c",
+    )
+    .unwrap();
+    let (line, _) = serve.expect_line("message", |v| v["event"] == "message");
+    assert!(
+        line.contains(r#""data":{"a":[1,123456789012345678901],"s":"x y"}"#),
+        "{line}"
+    );
+}
+
+#[test]
+fn guarded_parser_and_max_message_size_refuse_big_frames() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "g.sock");
+    let serve = Running::start(&[
+        "serve",
+        &ep,
+        "--parser",
+        "guarded",
+        "--max-message-size",
+        "100",
+        "--echo",
+    ]);
+    serve.started();
+    let mut s = UnixStream::connect(dir.path().join("g.sock")).unwrap();
+    let big = format!("{{\"type\":\"x\",\"data\":\"{}\"}}\x0c", "a".repeat(200));
+    s.write_all(big.as_bytes()).unwrap();
+    let e = serve.expect("error", |v| v["event"] == "error");
+    assert_eq!(e["code"], "ERR_IPC_FRAME_TOO_LARGE", "{e}");
+    // Reserved names are refused by guarded too.
+    let mut s2 = UnixStream::connect(dir.path().join("g.sock")).unwrap();
+    s2.write_all(b"{\"type\":\"connect\",\"data\":1}\x0c")
+        .unwrap();
+    let e = serve.expect("error", |v| v["event"] == "error");
+    assert_eq!(e["code"], "ERR_IPC_RESERVED_EVENT", "{e}");
+    // A well-behaved client is still served.
+    let out = nipc(&["emit", &ep, "ok", "1", "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn max_connections_and_idle_timeout_bound_connections() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "m.sock");
+    let serve = Running::start(&[
+        "serve",
+        &ep,
+        "--echo",
+        "--max-connections",
+        "1",
+        "--idle-timeout",
+        "300",
+    ]);
+    serve.started();
+    let mut idle = UnixStream::connect(dir.path().join("m.sock")).unwrap();
+    serve.expect("connect", |v| v["event"] == "connect");
+    // The one slot is taken: a second client is turned away.
+    let out = nipc(&["emit", &ep, "x", "1", "--replies", "1", "--timeout", "5000"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // The silent connection is closed by the idle timeout (EOF)…
+    idle.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+    serve.expect("close", |v| v["event"] == "close");
+    // …which frees the slot.
+    let out = nipc(&["emit", &ep, "x", "2", "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], 2);
+}
+
+#[test]
+fn echo_cuts_off_a_peer_that_does_not_read_and_keeps_serving() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "slow.sock");
+    let serve = Running::start(&["serve", &ep, "--echo", "--max-pending-bytes", "65536"]);
+    serve.started();
+    // A peer that sends a lot and never reads its echoes.
+    let mut slow = UnixStream::connect(dir.path().join("slow.sock")).unwrap();
+    slow.set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let frame = format!(
+        "{{\"type\":\"flood\",\"data\":\"{}\"}}\x0c",
+        "z".repeat(1000)
+    );
+    let writer = std::thread::spawn(move || {
+        for _ in 0..20_000 {
+            if slow.write_all(frame.as_bytes()).is_err() {
+                break;
+            }
+        }
+        slow
+    });
+    let e = serve.expect("backpressure error", |v| {
+        v["event"] == "error" && v["code"] == "ERR_IPC_BACKPRESSURE"
+    });
+    assert!(e["from"].is_u64(), "{e}");
+    drop(writer.join().unwrap());
+    // A well-behaved client is served meanwhile and afterwards.
+    let out = nipc(&["emit", &ep, "ok", r#""fine""#, "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], "fine");
+}
+
+#[test]
+fn sigterm_and_sigint_stop_serve_and_remove_the_socket() {
+    use std::os::unix::net::UnixStream;
+    for sig in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sig.sock");
+        let ep = sock(dir.path(), "sig.sock");
+        let mut serve = Running::start(&["serve", &ep, "--echo", "--max-pending-bytes", "65536"]);
+        serve.started();
+        // A connected peer that never reads, with echoes queued for it.
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let frame = format!("{{\"type\":\"f\",\"data\":\"{}\"}}\x0c", "q".repeat(500));
+        for _ in 0..200 {
+            if s.write_all(frame.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let pid = serve.child.id().to_string();
+        let k = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(k.success());
+        let status = serve.wait_exit();
+        assert!(status.success(), "{sig}: {status:?}");
+        assert!(!path.exists(), "{sig}: socket file left behind");
+    }
+}
+
+#[test]
+fn listen_retries_until_the_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "late.sock");
+    let mut listen = Running::start(&[
+        "listen",
+        &ep,
+        "--count",
+        "1",
+        "--max-retries",
+        "Infinity",
+        "--retry",
+        "50",
+    ]);
+    // The first attempts fail (nothing there yet) without ending `listen`.
+    listen.expect_stderr("retrying every 50 ms");
+    let mut serve = Running::start(&["serve", &ep, "--broadcast-stdin"]);
+    serve.started();
+    serve.expect("connect", |v| v["event"] == "connect");
+    serve.send_stdin(r#"{"type":"hi","data":1}"#);
+    let m = listen.expect("hi", |v| v["event"] == "message");
+    assert_eq!(m["data"], 1);
+    assert!(listen.wait_exit().success());
+}
+
+#[test]
+fn sync_mode_client_still_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "sync.sock");
+    let serve = Running::start(&["serve", &ep, "--echo"]);
+    serve.started();
+    let out = nipc(&["emit", &ep, "s", "3", "--sync", "--replies", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["data"], 3);
+}
+
+#[test]
+fn sigterm_stops_serve_even_when_nobody_reads_its_stdout() {
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.sock");
+    let ep = sock(dir.path(), "stuck.sock");
+    // stdout is a pipe this test never reads: once it is full, every line
+    // nipc prints blocks.
+    let mut child = Command::new(NIPC)
+        .args(["serve", &ep])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Far more output than a pipe holds (each message is printed).
+    let mut s = UnixStream::connect(&path).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    let frame = format!("{{\"type\":\"m\",\"data\":\"{}\"}}\x0c", "x".repeat(1000));
+    for _ in 0..1000 {
+        if s.write_all(frame.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let k = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(k.success());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nipc serve ignored SIGTERM while its stdout was full");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// Peak resident memory of a process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_frame_with_a_million_keys_is_printed_and_echoed_without_a_value_tree() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = sock(dir.path(), "keys.sock");
+    let serve = Running::start(&["serve", &ep, "--echo", "--max-pending-bytes", "67108864"]);
+    serve.started();
+    // ~11 MiB: {"type":"k","data":{"k0":0,"k1":0,…}} with 1,000,000 keys. A
+    // serde_json::Value of it takes ~20 times its size; printing and echoing
+    // from the frame's bytes keeps the peak to a few copies of the frame.
+    let mut frame = String::from("{\"type\":\"k\",\"data\":{");
+    for i in 0..1_000_000 {
+        if i > 0 {
+            frame.push(',');
+        }
+        frame.push_str(&format!("\"k{i}\":0"));
+    }
+    frame.push_str("}}\x0c");
+    let mut s = UnixStream::connect(dir.path().join("keys.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = s.try_clone().unwrap();
+    let echo = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while !got.ends_with(b"\x0c") {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    s.write_all(frame.as_bytes()).unwrap();
+    let (line, _) = serve.expect_line("the message", |v| v["event"] == "message");
+    assert!(
+        line.contains("\"k999999\":0"),
+        "{}",
+        &line[line.len() - 100..]
+    );
+    let got = echo.join().unwrap();
+    assert_eq!(got.len(), frame.len(), "the echo is the frame itself");
+    assert_eq!(&got[..], frame.as_bytes());
+    let peak_mib = peak_rss_kib(serve.child.id()) / 1024;
+    let frame_mib = (frame.len() / (1024 * 1024)) as u64;
+    assert!(
+        peak_mib < 12 * frame_mib,
+        "peak RSS {peak_mib} MiB for a {frame_mib} MiB frame"
+    );
+}
+
+#[test]
+fn secure_socket_root_decides_whether_a_shared_root_is_taken_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    for (secure, want) in [("false", 0o1777), ("true", 0o700)] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("shared");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let root_s = root.display().to_string();
+        let serve = Running::start(&[
+            "serve",
+            "--socket-root",
+            &root_s,
+            "--secure-socket-root",
+            secure,
+            "--id",
+            "world",
+        ]);
+        let ep = serve.started();
+        assert_eq!(ep, format!("unix:{}", root.join("app.world").display()));
+        assert_eq!(mode(&root), want, "--secure-socket-root {secure}");
+    }
 }

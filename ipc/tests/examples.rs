@@ -13,8 +13,18 @@ use std::time::Duration;
 
 #[path = "../examples/broadcast.rs"]
 mod broadcast;
+// Shares one Unix listening socket between workers.
+#[cfg(unix)]
 #[path = "../examples/cluster.rs"]
 mod cluster;
+#[path = "../examples/hello.rs"]
+#[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
+mod hello;
+#[path = "../examples/instances.rs"]
+mod instances;
+#[path = "../examples/isdk.rs"]
+#[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
+mod isdk;
 #[path = "../examples/raw_buffer.rs"]
 mod raw_buffer;
 #[path = "../examples/sync_mode.rs"]
@@ -31,13 +41,19 @@ mod tls_more_secure;
 #[path = "../examples/tls_most_secure.rs"]
 mod tls_most_secure;
 #[cfg(feature = "udp")]
-#[path = "../examples/udp4.rs"]
-mod udp4;
-#[cfg(feature = "udp")]
 #[path = "../examples/udp6.rs"]
 mod udp6;
-#[path = "../examples/unix_world_hello.rs"]
-mod unix_world_hello;
+#[cfg(feature = "udp")]
+#[path = "../examples/udp_hello.rs"]
+#[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
+mod udp_hello;
+#[cfg(feature = "udp")]
+#[path = "../examples/udp_world.rs"]
+#[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
+mod udp_world;
+#[path = "../examples/world.rs"]
+#[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
+mod world;
 
 fn run(name: &str, main: fn() -> Result<(), Box<dyn Error>>) {
     let (tx, rx) = mpsc::channel();
@@ -53,9 +69,60 @@ fn run(name: &str, main: fn() -> Result<(), Box<dyn Error>>) {
     }
 }
 
-#[test]
-fn example_unix_world_hello() {
-    run("unix_world_hello", unix_world_hello::main);
+/// node-ipc's README server and client, against each other.
+#[tokio::test]
+async fn example_world_and_hello() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("{}/", dir.path().display());
+    let world_ipc = ipc::Ipc::new();
+    world_ipc.configure(|c| c.socket_root = root.clone().into());
+    let server = world::world(&world_ipc).await.unwrap();
+    let hello_ipc = ipc::Ipc::new();
+    hello_ipc.configure(|c| c.socket_root = root.into());
+    let client = hello::hello(&hello_ipc).unwrap();
+    let answer = hello::first_answer(&client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(answer, "hello world!");
+    hello_ipc.disconnect("world").await.unwrap();
+    server.stop().await;
+}
+
+/// node-ipc's README UDP world and hello, against each other.
+#[cfg(feature = "udp")]
+#[tokio::test]
+async fn example_udp_world_and_udp_hello() {
+    let world_ipc = ipc::Ipc::new();
+    world_ipc.configure(|c| c.network_port = 0);
+    let server = udp_world::udp_world(&world_ipc).await.unwrap();
+    let Some(ipc::Endpoint::Udp { port, .. }) = server.local_endpoint() else {
+        panic!("world is not bound to UDP")
+    };
+    let hello_ipc = ipc::Ipc::new();
+    hello_ipc.configure(|c| c.network_port = port);
+    let me = udp_hello::udp_hello(&hello_ipc, 0).unwrap();
+    let events = me.events();
+    me.start().await.unwrap();
+    let answer = udp_hello::first_answer(events, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(answer.from, "world");
+    assert_eq!(answer.message, "Hello world!");
+    me.stop().await;
+    server.stop().await;
+}
+
+/// @isdk/ipc-server's README example.
+#[tokio::test]
+async fn example_isdk() {
+    let dir = tempfile::tempdir().unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        isdk::isdk(&dir.path().join("myapp")),
+    )
+    .await
+    .expect("the isdk example did not finish within 60 s")
+    .unwrap();
 }
 
 #[test]
@@ -83,12 +150,6 @@ fn example_tls_most_secure() {
 
 #[cfg(feature = "udp")]
 #[test]
-fn example_udp4() {
-    run("udp4", udp4::main);
-}
-
-#[cfg(feature = "udp")]
-#[test]
 fn example_udp6() {
     run("udp6", udp6::main);
 }
@@ -101,6 +162,12 @@ fn example_raw_buffer() {
 #[test]
 fn example_sync_mode() {
     run("sync_mode", sync_mode::main);
+}
+
+#[cfg(unix)]
+#[test]
+fn example_instances() {
+    instances::main().unwrap();
 }
 
 #[test]
@@ -119,15 +186,19 @@ fn every_example_is_covered() {
     let covered = [
         "broadcast",
         "cluster",
+        "hello",
+        "instances",
+        "isdk",
         "raw_buffer",
         "sync_mode",
         "tcp_world_hello",
         "tls_local_only",
         "tls_more_secure",
         "tls_most_secure",
-        "udp4",
         "udp6",
-        "unix_world_hello",
+        "udp_hello",
+        "udp_world",
+        "world",
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut found: Vec<String> = std::fs::read_dir(dir)

@@ -28,6 +28,10 @@ const PINS: [(&str, &str); 3] = [
     ("node-ipc-14", "14.0.0"),
 ];
 
+/// Other packages the suite pins exactly: net-ipc (the transport under
+/// @isdk/ipc-server) and msgpackr, which gives net-ipc its MessagePack mode.
+const OTHER_PINS: [(&str, &str); 2] = [("net-ipc", "2.2.2"), ("msgpackr", "1.11.5")];
+
 /// Packages that must never appear anywhere in the tree.
 const FORBIDDEN: [&str; 1] = ["peacenotwar"];
 
@@ -281,6 +285,27 @@ fn verify() -> Result<(), String> {
             ));
         }
     }
+    let lock = read_json(&dir.join("package-lock.json"))?;
+    for (name, version) in OTHER_PINS {
+        let spec = manifest
+            .pointer(&format!("/dependencies/{name}"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let locked = lock
+            .pointer(&format!("/packages/node_modules~1{name}/version"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let installed = read_json(&dir.join("node_modules").join(name).join("package.json"))?;
+        let installed = installed
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if spec != version || locked != version || installed != version {
+            return Err(format!(
+                "interop pins {name} {version} exactly; package.json says {spec:?}, the lockfile {locked:?}, node_modules {installed:?}"
+            ));
+        }
+    }
     verify_lock(&dir.join("package-lock.json"), true)?;
     verify_lock(&node22_dir().join("package-lock.json"), false)?;
     let lock22 = read_json(&node22_dir().join("package-lock.json"))?;
@@ -297,7 +322,7 @@ fn verify() -> Result<(), String> {
     verify_installed(&node22_dir().join("node_modules"), false)?;
     node22_ok()?;
     eprintln!(
-        "xtask: interop pins verified: node-ipc 9.2.1, 12.0.0, 14.0.0; Node {bin_version} for v14"
+        "xtask: interop pins verified: node-ipc 9.2.1, 12.0.0, 14.0.0; net-ipc 2.2.2 with msgpackr 1.11.5; Node {bin_version} for v14"
     );
     Ok(())
 }
@@ -305,9 +330,15 @@ fn verify() -> Result<(), String> {
 fn run_tests() -> Result<(), String> {
     let cells = cells_file();
     let _ = fs::remove_file(&cells);
+    // The examples suite drives the `nipc` binary.
+    run(cargo().args(["build", "-p", "ipc", "--features", "cli", "--bin", "nipc"]))?;
+    let nipc = target_dir()
+        .join("debug")
+        .join(format!("nipc{}", env::consts::EXE_SUFFIX));
     let result = run(cargo()
         .args(["test", "-p", "ipc-interop", "--all-features"])
-        .env("IPC_INTEROP_CELLS", &cells));
+        .env("IPC_INTEROP_CELLS", &cells)
+        .env("IPC_INTEROP_NIPC", &nipc));
     print_matrix(&cells);
     result
 }

@@ -1,6 +1,8 @@
+#![doc = include_str!("../README.md")]
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! * `test` — the project's test command: every crate's tests with all
+//! * `test` — the project's test command: the documentation build
+//!   (`cargo doc`, warnings denied), every crate's tests with all
 //!   features, the Windows cross-check when its target is installed (required
 //!   under `CI=true`), then the node-ipc interop suite when Node and npm are
 //!   available (required under `CI=true`; otherwise a missing Node prints a
@@ -14,10 +16,13 @@
 //! * `fuzz [seconds]` — runs every cargo-fuzz target for the given time.
 //! * `soak [--minutes N]` — mixed traffic for N minutes (default 10) with
 //!   zero lost messages and flat memory; see `soak.rs` (not run in CI).
+//! * `windows` — the named-pipe suites and node-ipc pipe interop, built for
+//!   `x86_64-pc-windows-gnu` and run under Wine; see `windows.rs`.
 
 mod bench;
 mod interop;
 mod soak;
+mod windows;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -26,7 +31,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        eprintln!("usage: cargo xtask <test|interop|bench|fuzz|soak> [args]");
+        eprintln!("usage: cargo xtask <test|interop|bench|fuzz|soak|windows> [args]");
         return ExitCode::from(2);
     };
     let result = match cmd.as_str() {
@@ -35,8 +40,9 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&args[1..]),
         "soak" => soak::soak(&args[1..]),
+        "windows" => windows::windows(),
         other => Err(format!(
-            "unknown xtask command `{other}`; available: test, interop, bench, fuzz, soak"
+            "unknown xtask command `{other}`; available: test, interop, bench, fuzz, soak, windows"
         )),
     };
     match result {
@@ -109,6 +115,11 @@ fn test() -> Result<(), String> {
             "xtask: NOTICE: skipping the Windows check (`rustup target add {WIN}` and Debian's gcc-mingw-w64-x86-64 enable it)"
         );
     }
+    // The documentation builds without a warning (broken intra-doc links,
+    // bad HTML, crate pages from the READMEs); reported with the tests.
+    let docs = run(cargo()
+        .args(["doc", "--workspace", "--no-deps", "--all-features"])
+        .env("RUSTDOCFLAGS", "-D warnings"));
     // The interop crate runs last, after its Node setup; it runs even when
     // the workspace tests failed, so one run reports both.
     let workspace = run(cargo().args([
@@ -119,10 +130,14 @@ fn test() -> Result<(), String> {
         "ipc-interop",
     ]));
     let interop = interop::interop_for_test();
-    match (workspace, interop) {
-        (Ok(()), Ok(())) => Ok(()),
-        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-        (Err(w), Err(i)) => Err(format!("{w}\nxtask: {i}")),
+    let failed: Vec<String> = [docs, workspace, interop]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\nxtask: "))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Shared pieces of the interop tests: the raw Rust endpoints, the SPEC §7
+//! Shared pieces of the interop tests: the raw Rust endpoints, the `docs/protocol.md` §7
 //! vectors and small expectation helpers.
 #![allow(dead_code, unreachable_pub)]
 
@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ipc_interop::{free_tcp_port, hex_decode, Event, Transport};
+use ipc_interop::{hex_decode, Event, Transport};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -48,7 +48,8 @@ impl Net {
         }
     }
 
-    /// A transport for a Node server: a socket path in `dir`, or a free port.
+    /// A transport for a Node server: a socket path in `dir`, or an address
+    /// whose port `ipc_interop::spawn_server_ready` chooses when it starts.
     pub fn server_transport(self, dir: &Path) -> Transport {
         match self {
             Net::Unix => Transport::Unix {
@@ -56,7 +57,7 @@ impl Net {
             },
             Net::Tcp4 | Net::Tcp6 => Transport::Tcp {
                 host: self.host(),
-                port: free_tcp_port(self.host()).unwrap(),
+                port: 0,
             },
         }
     }
@@ -210,7 +211,7 @@ pub async fn expect_closed<R: AsyncRead + Unpin>(r: &mut R) -> Result<(), String
     }
 }
 
-/// One framed encode vector of SPEC §7.1.
+/// One framed encode vector of `docs/protocol.md` §7.1.
 pub struct EncodeVector {
     pub id: &'static str,
     pub ty: &'static str,

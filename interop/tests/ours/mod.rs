@@ -1,6 +1,6 @@
 //! Shared pieces of the matrix tests that put this project's crates
 //! (`ipc-server`, `ipc-client`) on the Rust side: endpoints, TLS material,
-//! event taps, SPEC §7 expectations and the concurrent cell runner.
+//! event taps, `docs/protocol.md` §7 expectations and the concurrent cell runner.
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::common::{check_bytes, EncodeVector, T};
 
-/// Messages of the burst cells (SPEC issue: a burst of 10,000).
+/// Messages of the burst cells (a burst of 10,000).
 pub const BURST: u64 = 10_000;
 /// Frame size of the 1 MiB cells: the whole frame without its delimiter.
 pub const BIG_FRAME: usize = 1 << 20;
@@ -45,40 +45,6 @@ pub fn big_pattern(len: usize) -> String {
 // ---------------------------------------------------------------------------
 // Transports
 // ---------------------------------------------------------------------------
-
-/// A free port below the kernel's ephemeral range (32768–60999 on Linux),
-/// never handed out twice in this process. Servers that restart on the same
-/// port use these: while such a server is down, its port must not be taken
-/// by another cell's server or by some outgoing connection.
-pub fn low_port(host: IpAddr, udp: bool) -> u16 {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    static USED: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::from(d.subsec_nanos()))
-        .unwrap_or(0)
-        ^ (u64::from(std::process::id()) << 16);
-    let mut used = USED.lock().unwrap_or_else(|p| p.into_inner());
-    let used = used.get_or_insert_with(HashSet::new);
-    for n in 0..12_000u64 {
-        let x = seed.wrapping_add(n.wrapping_mul(7919));
-        let port = 20_000 + (x % 12_000) as u16;
-        if used.contains(&port) {
-            continue;
-        }
-        let free = if udp {
-            std::net::UdpSocket::bind((host, port)).is_ok()
-        } else {
-            std::net::TcpListener::bind((host, port)).is_ok()
-        };
-        if free {
-            used.insert(port);
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range");
-}
 
 /// Stream transports of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +82,10 @@ impl Via {
         matches!(self, Via::Tls | Via::Mtls)
     }
 
-    /// Our server's endpoint (a free port below the ephemeral range).
+    /// Our server's endpoint: port 0, the OS picks a free port; the real
+    /// endpoint is what `Server::start` returns.
     pub fn our_endpoint(self, dir: &Path) -> Endpoint {
-        let port = low_port(self.host(), false);
+        let port = 0;
         let host = self.host().to_string();
         match self {
             Via::Unix => Endpoint::Unix(dir.join("ours.sock")),
@@ -127,21 +94,16 @@ impl Via {
         }
     }
 
-    /// A Node server's transport: a path in `dir` or a free port.
+    /// A Node server's transport: a path in `dir`, or a network address
+    /// whose port is chosen when the server starts (`spawn_server`).
     pub fn node_transport(self, dir: &Path, name: &str) -> Transport {
         let host = self.host();
         match self {
             Via::Unix => Transport::Unix {
                 path: dir.join(name),
             },
-            Via::Tcp4 | Via::Tcp6 => Transport::Tcp {
-                host,
-                port: low_port(host, false),
-            },
-            Via::Tls | Via::Mtls => Transport::Tls {
-                host,
-                port: low_port(host, false),
-            },
+            Via::Tcp4 | Via::Tcp6 => Transport::Tcp { host, port: 0 },
+            Via::Tls | Via::Mtls => Transport::Tls { host, port: 0 },
         }
     }
 }
@@ -460,7 +422,7 @@ pub fn wire(m: &Message, delimiter: &[u8]) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// SPEC §7 expectations
+// `docs/protocol.md` §7 expectations
 // ---------------------------------------------------------------------------
 
 /// A Node `Buffer`'s JSON form with its members in Node's order
@@ -502,7 +464,7 @@ pub fn our_frame(v: &EncodeVector, codec: &CodecConfig) -> Result<bytes::Bytes, 
     .map_err(|e| e.to_string())
 }
 
-/// Our encoder's bytes for a vector equal the SPEC hex (the v14 form).
+/// Our encoder's bytes for a vector equal the reference hex (`docs/protocol.md` §7) (the v14 form).
 pub fn check_our_encoder(v: &EncodeVector, codec: &CodecConfig) -> Result<(), String> {
     let got = our_frame(v, codec)?;
     check_bytes(
@@ -531,8 +493,8 @@ pub async fn node_got(node: &mut ipc_interop::NodePeer, v: &EncodeVector) -> Res
     }
 }
 
-/// Raw vectors per encoding: (encoding, string the Node peer writes, SPEC
-/// §7.2 bytes).
+/// Raw vectors per encoding: (encoding, string the Node peer writes,
+/// `docs/protocol.md` §7.2 bytes).
 pub fn raw_vectors() -> Vec<(RawEncoding, &'static str, &'static str)> {
     vec![
         (RawEncoding::Utf8, "hello", "68656c6c6f"),
@@ -549,7 +511,7 @@ pub fn raw_vectors() -> Vec<(RawEncoding, &'static str, &'static str)> {
 /// utf16le receivers deliver it whole).
 pub const RAW_IN: [u8; 6] = [0xff, 0xfe, 0x00, 0x80, 0x41, 0x42];
 
-/// What a raw Node stream receiver reports for `bytes` (SPEC §1.7): v14 is
+/// What a raw Node stream receiver reports for `bytes` (`docs/protocol.md` §1.7): v14 is
 /// lossless; v9/v12 decode with `encoding` and encode again.
 pub fn raw_stream_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<u8> {
     if !flavor.is_legacy() {
@@ -564,7 +526,7 @@ pub fn raw_stream_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<
     }
 }
 
-/// What a raw Node UDP receiver reports for a datagram (SPEC §1.7, §2.5):
+/// What a raw Node UDP receiver reports for a datagram (`docs/protocol.md` §1.7, §2.5):
 /// v9/v12 decode it as UTF-8, then encode the text with `encoding`.
 pub fn raw_udp_expect(flavor: Flavor, enc: RawEncoding, bytes: &[u8]) -> Vec<u8> {
     if !flavor.is_legacy() {

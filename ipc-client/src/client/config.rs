@@ -23,7 +23,7 @@ pub struct ClientConfig {
     /// `try_emit` fails. Default: the codec's `max_pending_bytes` (8 MiB).
     pub queue_bytes: usize,
     /// node-ipc's `sync`: one message in flight, the next one released by
-    /// whatever the server sends (SPEC §3.5).
+    /// whatever the server sends (`docs/protocol.md` §3.5).
     pub sync: bool,
     /// Release the next sync-mode message after this long without an answer
     /// and report `ERR_IPC_SYNC_TIMEOUT` (default: wait forever, as node-ipc).
@@ -31,13 +31,20 @@ pub struct ClientConfig {
     /// Retry after TLS authentication failures too (default false: a bad
     /// certificate will not get better by retrying).
     pub retry_on_tls_failure: bool,
-    /// Capacity of each [`EventStream`](crate::EventStream).
+    /// How many of the client's own events (connect, disconnect, errors)
+    /// each [`EventStream`](crate::EventStream) may hold before the client
+    /// waits for the application (default 1024).
     pub event_buffer: usize,
+    /// Inbound budget in bytes (default 4 MiB): what the server sent that
+    /// waits in the event streams, each event counted as its frame plus
+    /// 256 bytes. While it is full the client stops reading (the kernel's
+    /// buffers fill and slow the server down). Handlers are not charged.
+    pub inbound_bytes: usize,
     /// How long [`Client::disconnect`](crate::Client::disconnect) and [`Client::close`](crate::Client::close) wait for
     /// queued messages (and, for `close`, calls in flight) before they give
     /// up on them (and report them).
     pub close_timeout: Duration,
-    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// Handle the request/ping/pub-sub extension (`docs/protocol.md` §5): `ipcx.*`
     /// messages are answered and not delivered as events. Default on.
     pub extension: bool,
     /// The extension handshake (default off: plain node-ipc servers never
@@ -65,6 +72,25 @@ pub struct ClientConfig {
     /// count as traffic; use it with servers that send something (a
     /// heartbeat, `ipcx.ping`) more often than this.
     pub idle_timeout: Option<Duration>,
+    /// The wire protocol: node-ipc (default) or net-ipc, to join a net-ipc
+    /// server (or ours, which serves both). With net-ipc, `hello` is the
+    /// connect payload (`extras`), a reconnect sends the id the server gave
+    /// (net-ipc keeps it), and publish/subscribe is not available.
+    pub protocol: Protocol,
+}
+
+/// The wire protocol of a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// node-ipc's delimited JSON frames.
+    #[default]
+    NodeIpc,
+    /// net-ipc's length-prefixed packets ([`ipc_proto::netipc`]).
+    NetIpc {
+        /// Ask for MessagePack bodies (granted by servers that have it).
+        messagepack: bool,
+    },
 }
 
 impl Default for ClientConfig {
@@ -80,6 +106,7 @@ impl Default for ClientConfig {
             sync_timeout: None,
             retry_on_tls_failure: false,
             event_buffer: 1024,
+            inbound_bytes: ipc_conn::DEFAULT_INBOUND_BYTES,
             close_timeout: Duration::from_secs(10),
             extension: true,
             handshake: HandshakeMode::Off,
@@ -87,6 +114,7 @@ impl Default for ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             keepalive: None,
             idle_timeout: None,
+            protocol: Protocol::NodeIpc,
         }
     }
 }

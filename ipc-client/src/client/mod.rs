@@ -1,17 +1,18 @@
 //! [`Client`]: connect to a node-ipc server, retry, emit with backpressure.
 
 mod config;
+mod netipc;
 mod supervisor;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_conn::{
-    CallError, Dispatcher, EventStream, Flow, HandlerId, Link, LinkError, Request, RequestHandlers,
-    Response, SyncGate,
+    Budget, CallError, Dispatcher, EventStream, Flow, HandlerId, Link, LinkError, Request,
+    RequestHandlers, Response, SyncGate,
 };
 use ipc_proto::ext::{self, names, End};
 use ipc_proto::{FrameDecoder, FrameEncoder};
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ClientConfig, ClientState};
+pub use config::{ClientConfig, ClientState, Protocol};
 
 use crate::error::ClientError;
 use crate::event::ClientEvent;
@@ -35,6 +36,8 @@ struct Inner {
     /// The outbound queue (surviving reconnects), encoder and calls.
     link: Link,
     events: Dispatcher<ClientEvent>,
+    /// What the server's events may hold in the event streams.
+    budget: Budget,
     /// Set by `disconnect`/`destroy`: no retry, no more events.
     explicit: CancellationToken,
     closing: AtomicBool,
@@ -47,6 +50,16 @@ struct Inner {
     refused_reconnect: AtomicBool,
     /// The id the server assigned in `ipcx.welcome` (kept across reconnects).
     session_id: Mutex<Option<String>>,
+    /// The last failure of a connection or connection attempt: what
+    /// [`Client::connected`] reports when no connection comes.
+    last_failure: Mutex<Option<Arc<ClientError>>>,
+    /// The timeout of requests and pings that do not name one.
+    request_timeout: Mutex<Duration>,
+    /// The reason of the server's last `ipcx.end`.
+    close_reason: Mutex<Option<String>>,
+    /// How [`Client::emit_str`] turns text into bytes (node-ipc's
+    /// `encoding`).
+    raw_encoding: Mutex<ipc_proto::RawEncoding>,
 }
 
 /// A node-ipc client: one logical connection to one endpoint, reconnecting
@@ -112,6 +125,7 @@ impl Client {
                 retry: Mutex::new(config.retry),
                 link: Link::new(encoder, config.queue_bytes),
                 events: Dispatcher::new(config.event_buffer),
+                budget: Budget::new(config.inbound_bytes),
                 explicit: CancellationToken::new(),
                 closing: AtomicBool::new(false),
                 state,
@@ -121,6 +135,10 @@ impl Client {
                 topics: Mutex::new(BTreeSet::new()),
                 refused_reconnect: AtomicBool::new(false),
                 session_id: Mutex::new(None),
+                last_failure: Mutex::new(None),
+                request_timeout: Mutex::new(ipc_conn::calls::DEFAULT_TIMEOUT),
+                close_reason: Mutex::new(None),
+                raw_encoding: Mutex::new(ipc_proto::RawEncoding::Utf8),
                 config,
             }),
         })
@@ -159,24 +177,85 @@ impl Client {
         self.state() == ClientState::Connected
     }
 
-    /// Waits until the client is connected (`Ok`) or destroyed (`Err`).
+    /// Waits until the client is connected. Fails when the retry policy
+    /// gives up (or the client is stopped) with
+    /// [`ClientError::NotConnected`], whose source is the last real cause
+    /// (`ENOENT`, `ECONNREFUSED`, a TLS rejection, a refused handshake…).
+    /// Under the default policy (retry forever) it waits until a
+    /// connection comes: use [`Client::connected_within`] to bound the wait.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ipc_client::{Client, ClientConfig, MaxRetries};
+    /// let mut config = ClientConfig::default();
+    /// config.retry.max_retries = MaxRetries::Limited(3);
+    /// let client = Client::connect("unix:/tmp/app.world".parse()?, config)?;
+    /// if let Err(e) = client.connected().await {
+    ///     eprintln!("{e}"); // names the endpoint and the last cause
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn connected(&self) -> Result<(), ClientError> {
+        self.wait_connected(None).await
+    }
+
+    /// [`Client::connected`], giving up after `limit` (then the error's
+    /// `after` is set; the client itself keeps following its retry
+    /// policy). `None` waits as long as the policy allows.
+    pub async fn connected_within(&self, limit: Option<Duration>) -> Result<(), ClientError> {
+        self.wait_connected(limit).await
+    }
+
+    async fn wait_connected(&self, limit: Option<Duration>) -> Result<(), ClientError> {
         let mut rx = self.inner.state.subscribe();
-        loop {
-            match *rx.borrow_and_update() {
-                ClientState::Connected => return Ok(()),
-                ClientState::Destroyed => {
-                    return Err(ClientError::Destroyed {
-                        endpoint: self.inner.name.clone(),
-                    })
+        let wait = async {
+            loop {
+                match *rx.borrow_and_update() {
+                    ClientState::Connected => return true,
+                    ClientState::Destroyed => return false,
+                    _ => {}
                 }
-                _ => {}
+                if rx.changed().await.is_err() {
+                    return false;
+                }
             }
-            if rx.changed().await.is_err() {
-                return Err(ClientError::Destroyed {
-                    endpoint: self.inner.name.clone(),
-                });
-            }
+        };
+        let outcome = match limit {
+            None => Some(wait.await),
+            Some(limit) => tokio::time::timeout(limit, wait).await.ok(),
+        };
+        match outcome {
+            Some(true) => Ok(()),
+            Some(false) => Err(self.not_connected(None)),
+            None => Err(self.not_connected(limit)),
+        }
+    }
+
+    fn not_connected(&self, after: Option<Duration>) -> ClientError {
+        ClientError::NotConnected {
+            endpoint: self.inner.name.clone(),
+            after,
+            last: lock(&self.inner.last_failure).clone(),
+        }
+    }
+
+    /// Why the server closed the connection, when it said so with
+    /// `ipcx.end` (e.g. `"Server was shut down"`): read it in a
+    /// `disconnect` handler. Cleared when a connection comes.
+    pub fn close_reason(&self) -> Option<String> {
+        lock(&self.inner.close_reason).clone()
+    }
+
+    /// The last failure of a connection or connection attempt, if any.
+    pub fn last_failure(&self) -> Option<Arc<ClientError>> {
+        lock(&self.inner.last_failure).clone()
+    }
+
+    /// A handle that does not keep the client alive: what a handler stored
+    /// inside the client itself should hold (no reference cycle).
+    pub fn downgrade(&self) -> WeakClient {
+        WeakClient {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 
@@ -260,6 +339,21 @@ impl Client {
         r.map_err(|e| self.link_error(e))
     }
 
+    /// Raw profile: node-ipc's `emit(string)` in `rawBuffer` mode — the
+    /// text turned into bytes with the raw encoding
+    /// ([`Client::set_raw_encoding`]; `utf8` by default, `hex`, `base64`,
+    /// … as node's `Buffer.from(text, encoding)`), then sent as they are.
+    pub async fn emit_str(&self, text: &str) -> Result<(), ClientError> {
+        let bytes = lock(&self.inner.raw_encoding).encode_str(text);
+        self.emit_raw(bytes).await
+    }
+
+    /// Sets the encoding [`Client::emit_str`] applies (node-ipc's
+    /// `encoding`; the `ipc` facade sets it from its configuration).
+    pub fn set_raw_encoding(&self, encoding: ipc_proto::RawEncoding) {
+        *lock(&self.inner.raw_encoding) = encoding;
+    }
+
     /// Queues an already encoded frame (delimiter included), e.g. one shared
     /// by several clients.
     pub async fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
@@ -272,7 +366,7 @@ impl Client {
         self.inner.link.outbox().queued_bytes()
     }
 
-    /// Changes `stopRetrying` while the client runs (SPEC §3.6).
+    /// Changes `stopRetrying` while the client runs (`docs/protocol.md` §3.6).
     pub fn set_stop_retrying(&self, stop: bool) {
         lock(&self.inner.retry).stop_retrying = stop;
     }
@@ -302,7 +396,7 @@ impl Client {
         Err(self.link_error(LinkError::Call(failed)))
     }
 
-    /// Sends a request and waits for the answer (SPEC §5.4). `timeout`
+    /// Sends a request and waits for the answer (`docs/protocol.md` §5). `timeout`
     /// zero means no timeout (the default elsewhere is
     /// [`ipc_conn::calls::DEFAULT_TIMEOUT`], 10 s). Dropping the future
     /// cancels the call (a late answer is ignored). Many requests may be
@@ -317,6 +411,52 @@ impl Client {
         r.map_err(|e| self.link_error(e))
     }
 
+    /// The timeout of [`Client::request_default`], [`Client::request_as`]
+    /// and [`Client::ping_default`] (zero = none; default 10 s, what the
+    /// `ipc` facade's `ext.requestTimeout` sets).
+    pub fn set_request_timeout(&self, timeout: Duration) {
+        *lock(&self.inner.request_timeout) = timeout;
+    }
+
+    /// The default request timeout ([`Client::set_request_timeout`]).
+    pub fn request_timeout(&self) -> Duration {
+        *lock(&self.inner.request_timeout)
+    }
+
+    /// isdk's `request(data)`: [`Client::request`] with the default
+    /// timeout.
+    pub async fn request_default<T: Serialize + ?Sized>(
+        &self,
+        data: &T,
+    ) -> Result<Response, ClientError> {
+        self.request(data, self.request_timeout()).await
+    }
+
+    /// A request with the default timeout whose answer is deserialized into
+    /// `R` (an answer without data reads as JSON `null`, so `R` may be
+    /// `()` or an `Option`). An answer that does not fit `R` is
+    /// [`ClientError::Answer`].
+    pub async fn request_as<R, T>(&self, data: &T) -> Result<R, ClientError>
+    where
+        R: serde::de::DeserializeOwned,
+        T: Serialize + ?Sized,
+    {
+        let r = self.request_default(data).await?;
+        let decoded = match r.raw() {
+            Some(raw) => serde_json::from_str(raw),
+            None => serde_json::from_value(serde_json::Value::Null),
+        };
+        decoded.map_err(|source| ClientError::Answer {
+            endpoint: self.inner.name.clone(),
+            source,
+        })
+    }
+
+    /// isdk's `ping()`: [`Client::ping`] with the default timeout.
+    pub async fn ping_default(&self) -> Result<Duration, ClientError> {
+        self.ping(self.request_timeout()).await
+    }
+
     /// Measures the round trip to the server (`ipcx.ping` → `ipcx.pong`).
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, ClientError> {
         self.check_call()?;
@@ -325,6 +465,7 @@ impl Client {
     }
 
     fn check_topics(&self, topics: &[&str]) -> Result<(), ClientError> {
+        netipc::no_pubsub(&self.inner)?;
         let max = self.inner.config.codec.max_event_name_length;
         topics
             .iter()
@@ -430,7 +571,20 @@ impl Client {
         let outbox = self.inner.link.outbox();
         outbox.close();
         if self.is_connected() {
-            let _ = tokio::time::timeout(self.inner.config.close_timeout, outbox.flushed()).await;
+            let limit = self.inner.config.close_timeout;
+            let _ = tokio::time::timeout(limit, outbox.flushed()).await;
+            // The writer shuts the connection down once the queue is empty
+            // (TLS: `close_notify`); the server then closes its side. Wait
+            // for that end, briefly, rather than cutting the shutdown off.
+            let mut state = self.inner.state.subscribe();
+            let _ = tokio::time::timeout(limit.min(Duration::from_secs(2)), async {
+                while *state.borrow_and_update() == ClientState::Connected {
+                    if state.changed().await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         self.finish().await
     }
@@ -445,14 +599,35 @@ impl Client {
         self.finish().await
     }
 
+    /// isdk's `destroy(reason)`: tells the server why with `ipcx.end`
+    /// (only if it can be written at once, and only when connected), then
+    /// [`Client::destroy`].
+    pub async fn destroy_with_reason(&self, reason: &str) -> Result<(), ClientError> {
+        if self.is_connected() && self.inner.config.extension {
+            let end = End::new(reason, false);
+            let queued = self.inner.link.try_emit(names::END, Some(&end));
+            if let Err(e) = queued {
+                tracing::debug!(endpoint = %self.inner.name, "cannot send ipcx.end: {e}");
+            } else {
+                // Give the writer a moment to put the notice on the wire.
+                let outbox = self.inner.link.outbox();
+                outbox.close();
+                let _ = tokio::time::timeout(Duration::from_millis(200), outbox.flushed()).await;
+            }
+        }
+        self.destroy().await
+    }
+
     async fn finish(&self) -> Result<(), ClientError> {
         self.inner.explicit.cancel();
         let task = lock(&self.inner.task).take();
         if let Some(t) = task {
             let _ = t.await;
         }
-        self.inner.state.send_replace(ClientState::Destroyed);
+        // Closed before anyone can see the client destroyed: an emit from
+        // then on fails instead of queueing what nobody will write.
         let (frames, bytes) = self.inner.link.outbox().abort();
+        self.inner.state.send_replace(ClientState::Destroyed);
         if frames > 0 {
             return Err(ClientError::Undelivered {
                 endpoint: self.inner.name.clone(),
@@ -461,6 +636,19 @@ impl Client {
             });
         }
         Ok(())
+    }
+}
+
+/// A [`Client`] handle that does not keep it alive ([`Client::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakClient {
+    inner: Weak<Inner>,
+}
+
+impl WeakClient {
+    /// The client, if it still exists.
+    pub fn upgrade(&self) -> Option<Client> {
+        self.inner.upgrade().map(|inner| Client { inner })
     }
 }
 
@@ -474,17 +662,34 @@ impl Inner {
     }
 
     fn set_state(&self, s: ClientState) {
+        if s == ClientState::Connected {
+            *lock(&self.close_reason) = None;
+        }
         self.state.send_replace(s);
     }
 
-    /// Delivers an event to the handlers, then to every event stream
-    /// (waiting while a stream is full: backpressure instead of unbounded
-    /// buffering); handler panics become `error` events.
+    /// The server announced a close (`ipcx.end`).
+    fn note_end(&self, end: Option<&End>) {
+        if let Some(e) = end {
+            *lock(&self.close_reason) = Some(e.reason_text());
+        }
+    }
+
+    /// Delivers one of the client's own events to the handlers, then to
+    /// every event stream; handler panics become `error` events. While the
+    /// streams hold `event_buffer` such events it waits for the
+    /// application to take some, until the client is stopped.
     async fn deliver(&self, ev: ClientEvent) {
-        self.events.dispatch(ev, None, &self.name).await;
+        self.events
+            .dispatch_local(ev, &self.name, Some(&self.explicit))
+            .await;
     }
 
     async fn error(&self, e: ClientError) {
-        self.deliver(ClientEvent::Error(Arc::new(e))).await;
+        let e = Arc::new(e);
+        if e.is_connection_failure() {
+            *lock(&self.last_failure) = Some(e.clone());
+        }
+        self.deliver(ClientEvent::Error(e)).await;
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_conn::{
-    drive, spawn_writer, CallError, Dispatcher, FrameReader, Link, ReadEvent, RequestHandlers,
-    Role, Step, WriterExit,
+    drive, spawn_writer, Budget, CallError, Dispatcher, FrameReader, Link, OnWriteFailure,
+    ReadEvent, RequestHandlers, Role, Step, WriterExit,
 };
 use ipc_proto::ext::{self, names, End, Hello, Welcome};
 use ipc_proto::{ErrorCode, FrameDecoder, Inbound, Message, ProtocolError};
@@ -71,10 +71,13 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
         inner.set_state(ClientState::Disconnected);
         match retry.on_close(&cfg, false, violation) {
             OnClose::Destroy => {
+                // The queue closes before anyone can see the client
+                // destroyed: an emit from then on is an error.
+                let undelivered = close_queue(&inner);
                 inner.deliver(ClientEvent::Disconnect).await;
                 inner.set_state(ClientState::Destroyed);
                 inner.deliver(ClientEvent::Destroy).await;
-                report_undelivered(&inner).await;
+                report_undelivered(&inner, undelivered).await;
                 return;
             }
             OnClose::RetryAfter(delay) => {
@@ -87,9 +90,10 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
                 match retry.on_timer(&inner.retry_config(), inner.explicit()) {
                     OnTimer::Stop => break,
                     OnTimer::Destroy => {
+                        let undelivered = close_queue(&inner);
                         inner.set_state(ClientState::Destroyed);
                         inner.deliver(ClientEvent::Destroy).await;
-                        report_undelivered(&inner).await;
+                        report_undelivered(&inner, undelivered).await;
                         return;
                     }
                     OnTimer::Reconnect => {}
@@ -100,9 +104,14 @@ pub(super) async fn supervise(inner: Arc<Inner>) {
     inner.set_state(ClientState::Destroyed);
 }
 
-/// The client is finished: anything still queued will never be written.
-async fn report_undelivered(inner: &Inner) {
-    let (frames, bytes) = inner.link.outbox().abort();
+/// The client is finished: its queue refuses new messages, and what it
+/// still holds (frames, bytes) will never be written.
+fn close_queue(inner: &Inner) -> (usize, usize) {
+    inner.link.outbox().abort()
+}
+
+/// Reports what [`close_queue`] dropped.
+async fn report_undelivered(inner: &Inner, (frames, bytes): (usize, usize)) {
     if frames > 0 {
         inner
             .error(ClientError::Undelivered {
@@ -121,11 +130,29 @@ async fn run_connection(
     stream: Stream,
     retry: &mut RetryState,
 ) -> Option<ClientError> {
+    let (rd, wr) = stream.into_split();
+    if let super::Protocol::NetIpc { messagepack } = inner.config.protocol {
+        return super::netipc::run(inner, rd, wr, messagepack, retry).await;
+    }
+    run_halves(inner, rd, wr, retry).await
+}
+
+/// [`run_connection`] on the halves of a node-ipc stream (or of the pipe of
+/// a net-ipc bridge).
+pub(super) async fn run_halves<R, W>(
+    inner: &Arc<Inner>,
+    rd: R,
+    mut wr: W,
+    retry: &mut RetryState,
+) -> Option<ClientError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
         Ok(d) => d,
         Err(e) => return Some(ClientError::Config(e)),
     };
-    let (rd, mut wr) = stream.into_split();
     let conn = inner.explicit.child_token();
     let mut reader = FrameReader::new(rd, decoder, conn.clone());
     // What must precede every queued message on a new connection: the hello
@@ -147,7 +174,13 @@ async fn run_connection(
     retry.on_connect(&inner.retry_config());
     inner.set_state(ClientState::Connected);
     inner.deliver(ClientEvent::Connect).await;
-    let writer = spawn_writer(&inner.link, wr, conn.clone(), inner.sync_gate.clone());
+    let writer = spawn_writer(
+        &inner.link,
+        wr,
+        conn.clone(),
+        inner.sync_gate.clone(),
+        OnWriteFailure::KeepQueue,
+    );
     let mut role = ClientRole { inner };
     let mut failure = drive(&mut role, &mut reader).await;
     // The outbox outlives the connection: stop the writer, and what it did
@@ -172,18 +205,38 @@ impl Role for ClientRole<'_> {
     type Peer = ();
     type Error = ClientError;
 
+    #[inline]
     fn link(&self) -> &Link {
         &self.inner.link
     }
 
+    #[inline]
     fn events(&self) -> &Dispatcher<ClientEvent> {
         &self.inner.events
     }
 
+    #[inline]
+    fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    fn error_event(&self, error: ClientError) -> ClientEvent {
+        ClientEvent::Error(Arc::new(error))
+    }
+
+    fn answers_unsent(&self, count: u64) -> ClientError {
+        ClientError::AnswersUnsent {
+            endpoint: self.inner.name.clone(),
+            count,
+        }
+    }
+
+    #[inline]
     fn label(&self) -> &str {
         &self.inner.name
     }
 
+    #[inline]
     fn extension(&self) -> bool {
         self.inner.config.extension
     }
@@ -216,6 +269,7 @@ impl Role for ClientRole<'_> {
 
     /// Sync mode with a timeout: the next message is released after this
     /// long without an answer.
+    #[inline]
     fn deadline(&self) -> Option<Instant> {
         match (&self.inner.sync_gate, self.inner.config.sync_timeout) {
             (Some(gate), Some(limit)) if !gate.is_ready() => Some(Instant::now() + limit),
@@ -235,6 +289,7 @@ impl Role for ClientRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn received(&mut self) {
         // Whatever the server sends answers the message in flight (sync).
         if let Some(g) = &self.inner.sync_gate {
@@ -247,6 +302,7 @@ impl Role for ClientRole<'_> {
             names::END => {
                 let end = ext::decode::<End>(m).ok();
                 tracing::debug!(endpoint = %self.inner.name, ?end, "server announced a close");
+                self.inner.note_end(end.as_ref());
                 if end.is_some_and(|e| !e.reconnect) {
                     self.inner.refused_reconnect.store(true, Ordering::SeqCst);
                 }
@@ -263,6 +319,7 @@ impl Role for ClientRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn event(&mut self, item: Inbound) -> ClientEvent {
         match item {
             Inbound::Message(m) => ClientEvent::Message(m),

@@ -29,7 +29,7 @@ pub(super) async fn accept_loop(
             Ok(incoming) => {
                 let limit = inner.config.max_connections;
                 if inner.live.load(Ordering::SeqCst) >= limit {
-                    let peer = incoming.peer().addr.to_string();
+                    let peer = incoming.peer().to_string();
                     drop(incoming);
                     tracing::warn!(endpoint = %inner.name, %peer, limit, "maxConnections reached; connection closed");
                     inner

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use ipc_conn::{RespondError, Responder, SendError};
 use ipc_proto::ext::{self, names, PubAck, PubIn, TopicsAck, TopicsIn};
-use ipc_proto::Message;
+use ipc_proto::{Message, ProtocolError};
 
 use super::{lock, Inner};
+use crate::error::ServerError;
 use crate::event::ServerEvent;
 use crate::socket::{Peer, Socket};
 
@@ -22,9 +23,9 @@ impl Inner {
         let responder = |n: &str| Responder::new(n, socket.sink(), self.encoder.clone());
         match m.event() {
             names::SUB | names::UNSUB => {
-                let Ok(req) = ext::decode::<TopicsIn>(m) else {
-                    tracing::debug!(peer = %socket.label(), "malformed {} ignored", m.event());
-                    return;
+                let req = match ext::decode::<TopicsIn>(m) {
+                    Ok(req) => req,
+                    Err(e) => return self.malformed(socket, m, e).await,
                 };
                 let responder = responder(&req.n);
                 if let Some(bad) = req
@@ -45,9 +46,9 @@ impl Inner {
                 answered(socket, responder.send(&ack));
             }
             names::PUB => {
-                let Ok(req) = ext::decode::<PubIn>(m) else {
-                    tracing::debug!(peer = %socket.label(), "malformed ipcx.pub ignored");
-                    return;
+                let req = match ext::decode::<PubIn>(m) {
+                    Ok(req) => req,
+                    Err(e) => return self.malformed(socket, m, e).await,
                 };
                 let responder = req.n.as_deref().map(responder);
                 if let Err(bad) = ext::validate_topic(&req.topic, max) {
@@ -76,9 +77,32 @@ impl Inner {
             }
             names::END => {
                 tracing::debug!(peer = %socket.label(), "peer announced a close");
+                if let Ok(end) = ext::decode::<ext::End>(m) {
+                    socket.set_close_reason(end.reason_text());
+                }
             }
             other => {
                 tracing::debug!(peer = %socket.label(), event = other, "unexpected extension message ignored")
+            }
+        }
+    }
+
+    /// A malformed subscription or publication: answered with its error
+    /// when the requester's call id can be read, otherwise reported as an
+    /// `error` event naming the peer.
+    async fn malformed(&self, socket: &Socket, m: &Message, e: ProtocolError) {
+        match ext::call_id(m) {
+            Some(n) => {
+                let r = Responder::new(&n, socket.sink(), self.encoder.clone());
+                answered(socket, r.send_error(e.code().as_str(), e.message()));
+            }
+            None => {
+                let peer = socket.label().to_owned();
+                self.error(
+                    Some(Peer::Socket(socket.clone())),
+                    ServerError::Protocol { peer, source: e },
+                )
+                .await;
             }
         }
     }
@@ -160,8 +184,8 @@ impl Inner {
 }
 
 /// An acknowledgement that could not be queued (the subscriber's queue is
-/// full or closed) is logged with the peer; the requester's call then
-/// times out or fails with its connection.
+/// full or closed) is counted by the socket's sink and reported by its
+/// connection as an `error` event; here it is only logged.
 fn answered(socket: &Socket, r: Result<(), RespondError>) {
     if let Err(e) = r {
         tracing::debug!(peer = %socket.label(), "cannot acknowledge: {e}");

@@ -24,8 +24,17 @@ pub struct ServerConfig {
     /// Per-connection outbound queue bound in bytes (default: the codec's
     /// `max_pending_bytes`, 8 MiB).
     pub queue_bytes: usize,
-    /// Capacity of each [`EventStream`](crate::EventStream).
+    /// How many of the server's own events (start, connect, close, errors)
+    /// each [`EventStream`](crate::EventStream) may hold before the
+    /// connection tasks that raise them wait for the application (default
+    /// 1024). What peers send is bounded by `inbound_bytes` instead.
     pub event_buffer: usize,
+    /// Per-peer inbound budget in bytes (default 4 MiB): what one peer has
+    /// sent that waits in the event streams, each event counted as its
+    /// frame plus 256 bytes. While a peer's budget is full the server stops
+    /// reading from that peer only (the kernel's buffers fill and slow it
+    /// down). Handlers run as frames arrive and are not charged.
+    pub inbound_bytes: usize,
     /// How long [`Server::stop`](crate::Server::stop) waits for queues to flush before it drops
     /// what is left (and reports it).
     pub stop_timeout: Duration,
@@ -37,7 +46,7 @@ pub struct ServerConfig {
     /// handshake, before `connect`); a refusal closes the connection and
     /// emits an `error` event naming the peer and the reason. Default: none.
     pub authorize: Option<Authorizer>,
-    /// Handle the request/ping/pub-sub extension (SPEC §5.4): `ipcx.*`
+    /// Handle the request/ping/pub-sub extension (`docs/protocol.md` §5): `ipcx.*`
     /// messages are answered and not delivered as events. Default on.
     pub extension: bool,
     /// `Required`: the first message of every connection must be
@@ -66,6 +75,14 @@ pub struct ServerConfig {
     /// it also applies to a listener given to [`Server::from_listener`](crate::Server::from_listener)
     /// that has no keepalive of its own.
     pub keepalive: Option<ipc_transport::Keepalive>,
+    /// Serve [net-ipc](ipc_proto::netipc) clients on the same endpoint as
+    /// node-ipc clients (stream transports, framed profiles, with the
+    /// extension on). A connection whose first bytes are `IPC` or `GET`
+    /// speaks net-ipc; anything else is node-ipc. `Some(window)` (default
+    /// 250 ms): how long a connection that has sent nothing yet is waited
+    /// for before it is taken for node-ipc — its `connect` event is not
+    /// delayed, only what the server writes to it. `None`: node-ipc only.
+    pub net_ipc: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +95,7 @@ impl Default for ServerConfig {
             max_connections: 100,
             identify_peer: false,
             event_buffer: 1024,
+            inbound_bytes: ipc_conn::DEFAULT_INBOUND_BYTES,
             stop_timeout: Duration::from_secs(10),
             udp_limits: UdpLimits::default(),
             udp_peer_idle: Duration::from_secs(300),
@@ -88,6 +106,7 @@ impl Default for ServerConfig {
             no_local: false,
             idle_timeout: None,
             keepalive: None,
+            net_ipc: Some(Duration::from_millis(250)),
         }
     }
 }

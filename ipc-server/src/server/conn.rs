@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipc_conn::{
-    drive, spawn_writer, Admit, CallError, Dispatcher, FrameReader, HandshakeMode, Link,
-    RequestHandlers, Role, Step, WriterExit,
+    drive, spawn_writer, Admit, Budget, CallError, Dispatcher, FrameReader, HandshakeMode, Link,
+    OnWriteFailure, RequestHandlers, Role, Step, WriterExit,
 };
 use ipc_proto::ext::{self, names, End, Hello, Welcome};
 use ipc_proto::{ErrorCode, FrameDecoder, Inbound, Message, ProtocolError};
@@ -20,25 +20,43 @@ use crate::error::ServerError;
 use crate::event::ServerEvent;
 use crate::socket::{Peer, Socket};
 
-/// Runs one connection from handshake to `close`.
+/// One place in `maxConnections`, given back when the connection's
+/// transport is gone (before its last events are delivered, so a burst of
+/// closes never refuses the next client), or when the task ends early.
+struct LiveSlot<'a>(Option<&'a Inner>);
+
+impl LiveSlot<'_> {
+    fn release(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for LiveSlot<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Runs one connection from handshake to `close`. The accept loop counted
+/// it in `live`; this task gives the place back.
 pub(super) async fn connection(
     inner: Arc<Inner>,
     incoming: Incoming,
     server_cancel: CancellationToken,
 ) {
+    let mut slot = LiveSlot(Some(&inner));
     let handshake = tokio::select! {
         biased;
         _ = server_cancel.cancelled() => None,
         r = incoming.handshake() => Some(r),
     };
     let (stream, peer) = match handshake {
-        None => {
-            inner.live.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
+        None => return,
         Some(Ok(x)) => x,
         Some(Err(source)) => {
-            inner.live.fetch_sub(1, Ordering::SeqCst);
+            slot.release();
             let endpoint = inner.name.clone();
             inner
                 .error(None, ServerError::Accept { endpoint, source })
@@ -49,7 +67,7 @@ pub(super) async fn connection(
     if let Some(authorize) = &inner.config.authorize {
         if let Err(reason) = authorize.check(&peer) {
             drop(stream);
-            inner.live.fetch_sub(1, Ordering::SeqCst);
+            slot.release();
             let peer = peer.to_string();
             tracing::warn!(endpoint = %inner.name, %peer, %reason, "connection refused by the authorizer");
             inner
@@ -61,7 +79,7 @@ pub(super) async fn connection(
     let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
         Ok(d) => d,
         Err(e) => {
-            inner.live.fetch_sub(1, Ordering::SeqCst);
+            slot.release();
             inner.error(None, ServerError::Config(e)).await;
             return;
         }
@@ -80,31 +98,13 @@ pub(super) async fn connection(
     inner.deliver(ServerEvent::Connect(socket.clone())).await;
 
     let (rd, wr) = stream.into_split();
-    // After a graceful close the write half is shut down and the reader
-    // goes on until the peer closes too, so nothing the peer sent before it
-    // saw our end is lost. A failed writer ends the connection.
-    let writer = spawn_writer(socket.link(), wr, cancel.clone(), None);
-    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
-    let mut role = ServerRole {
-        inner: &inner,
-        from: Peer::Socket(socket.clone()),
-        // Required handshake: nothing but `ipcx.hello` before the deadline.
-        greeting: (inner.config.handshake == HandshakeMode::Required)
-            .then(|| Instant::now() + inner.config.handshake_timeout),
-        refused: false,
-        failure: None,
-        socket: socket.clone(),
-    };
-    let mut failure = drive(&mut role, &mut reader).await.or(role.failure.take());
-    if failure.is_some() {
-        cancel.cancel();
-    }
-    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
-        Ok(exit) => exit,
-        Err(_) => {
-            // The peer does not read what is left: give up on it.
-            cancel.cancel();
-            Ok(WriterExit::Cancelled)
+    // node-ipc and net-ipc clients share the endpoint: the first bytes tell.
+    let (mut failure, exit) = match super::netipc::sniff(&inner, rd, &cancel).await {
+        super::netipc::Sniffed::NodeIpc(rd) => {
+            serve(&inner, &socket, &cancel, decoder, rd, wr).await
+        }
+        super::netipc::Sniffed::NetIpc(buf, rd) => {
+            super::netipc::serve(&inner, &socket, &cancel, decoder, buf, rd, wr).await
         }
     };
     if failure.is_none() {
@@ -120,7 +120,7 @@ pub(super) async fn connection(
     inner.unregister(&socket);
     inner.unsubscribe_all(&socket);
     socket.link().calls().fail_all(CallError::NotConnected);
-    inner.live.fetch_sub(1, Ordering::SeqCst);
+    slot.release();
     let from = Peer::Socket(socket.clone());
     if let Some(e) = failure {
         inner.error(Some(from.clone()), e).await;
@@ -145,6 +145,69 @@ pub(super) async fn connection(
     inner.deliver(ServerEvent::Close(socket)).await;
 }
 
+/// Reads and writes one connection's node-ipc frames until it ends: the
+/// writer, the frame reader and the driver. Returns the failure that ended
+/// it (if any) and how the writer ended.
+pub(super) async fn serve<R, W>(
+    inner: &Arc<Inner>,
+    socket: &Socket,
+    cancel: &CancellationToken,
+    decoder: FrameDecoder,
+    rd: R,
+    wr: W,
+) -> (
+    Option<ServerError>,
+    Result<WriterExit, tokio::task::JoinError>,
+)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // After a graceful close the write half is shut down and the reader
+    // goes on until the peer closes too, so nothing the peer sent before it
+    // saw our end is lost. A failed writer ends the connection and closes
+    // the socket's queue: every emit waiting for room in it fails at once
+    // instead of waiting for a peer that is gone.
+    let writer = spawn_writer(
+        socket.link(),
+        wr,
+        cancel.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
+    let mut role = ServerRole {
+        inner,
+        from: Peer::Socket(socket.clone()),
+        // Required handshake: nothing but `ipcx.hello` before the deadline.
+        greeting: (inner.config.handshake == HandshakeMode::Required)
+            .then(|| Instant::now() + inner.config.handshake_timeout),
+        refused: false,
+        failure: None,
+        budget: Budget::new(inner.config.inbound_bytes),
+        socket: socket.clone(),
+    };
+    let ended = drive(&mut role, &mut reader).await;
+    if ended.is_some() {
+        cancel.cancel();
+    }
+    // A refused hello ends reading at once but lets the queue (with its
+    // `ipcx.end`) drain.
+    let failure = ended.or(role.failure.take());
+    if failure.is_some() {
+        socket.close();
+    }
+    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
+        Ok(exit) => exit,
+        Err(_) => {
+            // The peer does not read what is left: give up on it.
+            cancel.cancel();
+            Ok(WriterExit::Cancelled)
+        }
+    };
+    (failure, exit)
+}
+
 /// The server's side of the connection driver, for one socket.
 struct ServerRole<'a> {
     inner: &'a Arc<Inner>,
@@ -157,6 +220,8 @@ struct ServerRole<'a> {
     /// An error to report when the connection ends (a refused hello; the
     /// connection is closing gracefully meanwhile).
     failure: Option<ServerError>,
+    /// What this peer may have waiting in the event streams.
+    budget: Budget,
 }
 
 impl Role for ServerRole<'_> {
@@ -164,18 +229,41 @@ impl Role for ServerRole<'_> {
     type Peer = Peer;
     type Error = ServerError;
 
+    #[inline]
     fn link(&self) -> &Link {
         self.socket.link()
     }
 
+    #[inline]
     fn events(&self) -> &Dispatcher<ServerEvent> {
         &self.inner.events
     }
 
+    #[inline]
+    fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    fn error_event(&self, error: ServerError) -> ServerEvent {
+        ServerEvent::Error {
+            peer: Some(self.from.clone()),
+            error: Arc::new(error),
+        }
+    }
+
+    fn answers_unsent(&self, count: u64) -> ServerError {
+        ServerError::AnswersUnsent {
+            peer: self.socket.label().to_owned(),
+            count,
+        }
+    }
+
+    #[inline]
     fn label(&self) -> &str {
         self.socket.label()
     }
 
+    #[inline]
     fn extension(&self) -> bool {
         self.inner.config.extension
     }
@@ -205,6 +293,7 @@ impl Role for ServerRole<'_> {
         }
     }
 
+    #[inline]
     fn deadline(&self) -> Option<Instant> {
         self.greeting
     }
@@ -217,6 +306,7 @@ impl Role for ServerRole<'_> {
         }))
     }
 
+    #[inline]
     fn admit(&mut self, item: &Inbound) -> Admit<ServerError> {
         if self.refused {
             return Admit::Ignore;
@@ -237,13 +327,16 @@ impl Role for ServerRole<'_> {
     async fn extension_message(&mut self, m: &Message) -> Step<ServerError> {
         if m.event() == names::HELLO {
             self.greeting = None;
-            if let Err(reason) = welcome(self.inner, &self.socket, m).await {
+            if let Err((code, reason)) = welcome(self.inner, &self.socket, m).await {
+                // Refused: nothing more is read; the `ipcx.end` already
+                // queued is written before the connection closes.
                 self.refused = true;
                 self.failure = Some(ServerError::Handshake {
                     peer: self.socket.label().to_owned(),
-                    code: ErrorCode::HandshakeRequired,
+                    code,
                     reason,
                 });
+                return Step::End(None);
             }
             return Step::Continue;
         }
@@ -251,6 +344,7 @@ impl Role for ServerRole<'_> {
         Step::Continue
     }
 
+    #[inline]
     fn event(&mut self, item: Inbound) -> ServerEvent {
         let from = self.from.clone();
         match item {
@@ -294,20 +388,30 @@ impl ServerRole<'_> {
     }
 }
 
-/// Answers an `ipcx.hello`: runs the hello check, then replies
-/// `ipcx.welcome` (or `ipcx.end` and a graceful close on refusal) and emits
-/// `hello`.
-async fn welcome(inner: &Arc<Inner>, socket: &Socket, message: &Message) -> Result<(), String> {
-    let hello: Hello = ext::decode(message).map_err(|e| e.to_string())?;
+/// Answers an `ipcx.hello`: checks its shape and runs the hello check,
+/// then replies `ipcx.welcome` and emits `hello` — or, refusing it, replies
+/// `ipcx.end` (no reconnect) and closes gracefully.
+async fn welcome(
+    inner: &Arc<Inner>,
+    socket: &Socket,
+    message: &Message,
+) -> Result<(), (ErrorCode, String)> {
+    let refuse = |code: ErrorCode, reason: String| {
+        let end = End::new(&reason, false);
+        if let Err(e) = socket.link().try_emit(names::END, Some(&end)) {
+            tracing::debug!(peer = %socket.label(), "cannot send ipcx.end: {e}");
+        }
+        socket.close();
+        Err((code, reason))
+    };
+    let hello: Hello = match ext::decode(message) {
+        Ok(h) => h,
+        Err(e) => return refuse(e.code(), e.message().to_owned()),
+    };
     let check = lock(&inner.hello_check).clone();
     if let Some(check) = check {
         if let Err(reason) = check(socket, &hello) {
-            let end = End::new(&reason, false);
-            if let Err(e) = socket.link().try_emit(names::END, Some(&end)) {
-                tracing::debug!(peer = %socket.label(), "cannot send ipcx.end: {e}");
-            }
-            socket.close();
-            return Err(reason);
+            return refuse(ErrorCode::HandshakeRequired, reason);
         }
     }
     // Reconnecting clients keep their id; others get the connection's.

@@ -5,12 +5,13 @@ mod accept;
 mod broker;
 mod config;
 mod conn;
+mod netipc;
 #[cfg(feature = "udp")]
 mod udp;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::{Bytes, BytesMut};
 use ipc_conn::{Dispatcher, EventStream, Flow, HandlerId, Request, RequestHandlers};
@@ -47,6 +48,12 @@ struct Inner {
     requests: RequestHandlers<Peer>,
     subs: Mutex<HashMap<String, Arc<Vec<Socket>>>>,
     hello_check: Mutex<Option<HelloCheck>>,
+    /// The `ipcx.end` notices `close` queued (socket id → frame bytes): a
+    /// courtesy the peer may not stay to read, so never reported as an
+    /// undelivered message.
+    notices: Mutex<HashMap<u64, usize>>,
+    /// How text becomes bytes in raw mode (node-ipc's `encoding`).
+    raw_encoding: Mutex<ipc_proto::RawEncoding>,
     /// Where broadcast and publish frames are encoded.
     scratch: Mutex<Scratch>,
 }
@@ -111,6 +118,25 @@ pub struct Server {
     inner: Arc<Inner>,
 }
 
+/// A [`Server`] handle that does not keep it alive ([`Server::downgrade`]).
+#[derive(Clone)]
+pub struct WeakServer {
+    inner: Weak<Inner>,
+}
+
+impl std::fmt::Debug for WeakServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakServer").finish_non_exhaustive()
+    }
+}
+
+impl WeakServer {
+    /// The server, if it still exists.
+    pub fn upgrade(&self) -> Option<Server> {
+        self.inner.upgrade().map(|inner| Server { inner })
+    }
+}
+
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
@@ -151,6 +177,8 @@ impl Server {
                 subs: Mutex::new(HashMap::new()),
                 hello_check: Mutex::new(None),
                 scratch: Mutex::new(Scratch::default()),
+                notices: Mutex::new(HashMap::new()),
+                raw_encoding: Mutex::new(ipc_proto::RawEncoding::Utf8),
                 config,
             }),
         })
@@ -165,6 +193,26 @@ impl Server {
         let server = Server::new(listener.local_endpoint(), config)?;
         *lock(&server.inner.prebound) = Some(listener);
         Ok(server)
+    }
+
+    /// A handle that does not keep the server alive: what a handler stored
+    /// inside the server itself should hold (no reference cycle).
+    pub fn downgrade(&self) -> WeakServer {
+        WeakServer {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Sets how raw-mode text becomes bytes (node-ipc's `encoding`:
+    /// `Buffer.from(text, encoding)`); the `ipc` facade sets it from its
+    /// configuration.
+    pub fn set_raw_encoding(&self, encoding: ipc_proto::RawEncoding) {
+        *lock(&self.inner.raw_encoding) = encoding;
+    }
+
+    /// The raw-mode text encoding ([`Server::set_raw_encoding`]).
+    pub fn raw_encoding(&self) -> ipc_proto::RawEncoding {
+        *lock(&self.inner.raw_encoding)
     }
 
     /// The configured endpoint.
@@ -366,7 +414,7 @@ impl Server {
         Ok(self.inner.publish_frame(topic, &frame, None).await)
     }
 
-    /// Answers requests from clients (SPEC §5.4 rule 3): handlers run in
+    /// Answers requests from clients (`docs/protocol.md` §5.2 rule 3): handlers run in
     /// registration order, get the request (data, peer, responder), may stop
     /// propagation with [`Flow::Stop`], and answer now or later. With no
     /// handler a request is answered at once without data; an `Err` or a
@@ -398,9 +446,16 @@ impl Server {
             for s in lock(&self.inner.sockets).list.iter() {
                 // A socket that cannot take the notice is closed by the
                 // stop below all the same; its queue's end is reported.
-                if let Err(e) = s.try_send_frame(frame.clone()) {
-                    tracing::debug!(peer = %s.label(), "cannot send ipcx.end: {e}");
+                match s.try_send_frame(frame.clone()) {
+                    Ok(()) => {
+                        lock(&self.inner.notices).insert(s.id(), frame.len());
+                        s.set_close_reason(end.reason_text());
+                    }
+                    Err(e) => tracing::debug!(peer = %s.label(), "cannot send ipcx.end: {e}"),
                 }
+                // Nothing is queued after the notice: if anything in this
+                // queue is left unwritten, the notice is.
+                s.close();
             }
         }
         self.stop().await;
@@ -431,6 +486,7 @@ impl Server {
             run.tracker.wait().await;
         }
         self.after_stop();
+        self.inner.deliver(ServerEvent::Closed).await;
     }
 
     /// Stops at once: every connection is destroyed, queued messages are
@@ -446,9 +502,11 @@ impl Server {
         run.tracker.close();
         run.tracker.wait().await;
         self.after_stop();
+        self.inner.deliver(ServerEvent::Closed).await;
     }
 
     fn after_stop(&self) {
+        lock(&self.inner.notices).clear();
         #[cfg(feature = "udp")]
         self.inner.udp.clear();
         self.inner.state.send_replace(ServerState::Stopped);
@@ -456,14 +514,33 @@ impl Server {
 }
 
 impl Inner {
-    /// Delivers an event to the handlers, then to every event stream
-    /// (waiting while a stream is full); handler panics become `error`
-    /// events.
+    /// Delivers one of the server's own events to the handlers, then to
+    /// every event stream; handler panics become `error` events. While the
+    /// streams hold `event_buffer` such events it waits for the application
+    /// to take some — but never once the server is stopping, so a stop
+    /// never waits on an application that waits on it.
     async fn deliver(&self, ev: ServerEvent) {
-        self.events.dispatch(ev, None, &self.name).await;
+        let running = lock(&self.run).as_ref().map(|r| r.cancel.clone());
+        self.events
+            .dispatch_local(ev, &self.name, running.as_ref())
+            .await;
     }
 
-    async fn error(&self, peer: Option<Peer>, error: ServerError) {
+    async fn error(&self, peer: Option<Peer>, mut error: ServerError) {
+        if let (Some(Peer::Socket(s)), ServerError::Undelivered { frames, bytes, .. }) =
+            (&peer, &mut error)
+        {
+            // The peer left before reading the server's own close notice
+            // (the last frame queued): that is not a lost message.
+            if let Some(n) = lock(&self.notices).remove(&s.id()) {
+                *frames -= 1;
+                *bytes = bytes.saturating_sub(n);
+                if *frames == 0 {
+                    tracing::debug!(peer = %s.label(), "the close notice was not read");
+                    return;
+                }
+            }
+        }
         self.deliver(ServerEvent::Error {
             peer,
             error: Arc::new(error),

@@ -3,10 +3,12 @@
 //! address.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use ipc_conn::{Budget, Charge, EVENT_OVERHEAD};
 use ipc_proto::{Inbound, UdpReassembler};
 use ipc_transport::{Endpoint, UdpSocket};
 use serde::Serialize;
@@ -101,6 +103,68 @@ impl Server {
         self.send_datagram(target, frame).await
     }
 
+    /// UDP: sends one frame to `target` without waiting, for answering from
+    /// inside a handler. Encoding and "not running" fail here; the send
+    /// itself is attempted at once and, if the socket is not ready, finished
+    /// in the background, a failure then becoming an `error` event naming
+    /// the peer.
+    pub fn try_emit_to<T: Serialize + ?Sized>(
+        &self,
+        target: SocketAddr,
+        event: &str,
+        data: &T,
+    ) -> Result<(), ServerError> {
+        let frame = self.encode(event, data, &target.to_string())?;
+        self.try_send_datagram(target, frame)
+    }
+
+    /// UDP, raw profile: [`Server::emit_raw_to`] without waiting (see
+    /// [`Server::try_emit_to`]).
+    pub fn try_emit_raw_to(&self, target: SocketAddr, bytes: &[u8]) -> Result<(), ServerError> {
+        let mut dst = bytes::BytesMut::new();
+        self.inner
+            .encoder
+            .encode_raw(bytes, &mut dst)
+            .map_err(|source| ServerError::Encode {
+                peer: target.to_string(),
+                source,
+            })?;
+        self.try_send_datagram(target, dst.freeze())
+    }
+
+    fn try_send_datagram(
+        &self,
+        target: SocketAddr,
+        frame: bytes::Bytes,
+    ) -> Result<(), ServerError> {
+        let sock = lock(&self.inner.udp.sock)
+            .clone()
+            .ok_or(ServerError::NotRunning {
+                endpoint: self.inner.name.clone(),
+            })?;
+        let inner = self.inner.clone();
+        let mut send = Box::pin(async move {
+            if let Err(source) = sock.send_to(&frame, target).await {
+                let e = ServerError::Datagram {
+                    peer: target.to_string(),
+                    source,
+                };
+                inner.error(Some(Peer::Udp(target)), e).await;
+            }
+        });
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if send.as_mut().poll(&mut cx).is_pending() {
+            // Finished on the runtime the server runs on; outside any
+            // runtime (a thread of the caller's own) it cannot be.
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| ServerError::NotRunning {
+                    endpoint: format!("{} (no tokio runtime on this thread)", self.inner.name),
+                })?;
+            runtime.spawn(send);
+        }
+        Ok(())
+    }
+
     async fn send_datagram(&self, target: SocketAddr, frame: &[u8]) -> Result<(), ServerError> {
         let sock = lock(&self.inner.udp.sock)
             .clone()
@@ -149,7 +213,8 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, cancel: CancellationT
         };
     let mut buf = vec![0u8; 65_536];
     let mut out = Vec::new();
-    loop {
+    let budget = Budget::new(inner.config.inbound_bytes);
+    'recv: loop {
         let deadline = reasm.next_deadline().map(tokio::time::Instant::from_std);
         let r = tokio::select! {
             biased;
@@ -192,7 +257,18 @@ async fn udp_loop(inner: Arc<Inner>, sock: Arc<UdpSocket>, cancel: CancellationT
                             bytes,
                         },
                     };
-                    inner.deliver(ev).await;
+                    // Datagrams waiting in the event streams share one
+                    // budget: while it is full the socket is not read and
+                    // the kernel drops what does not fit, as UDP does.
+                    let charge = if inner.events.has_streams() {
+                        tokio::select! {
+                            c = budget.charge(EVENT_OVERHEAD + n) => c,
+                            _ = cancel.cancelled() => break 'recv,
+                        }
+                    } else {
+                        Charge::none()
+                    };
+                    inner.events.dispatch(ev, None, &inner.name, charge);
                 }
                 if let Err(source) = pushed {
                     inner

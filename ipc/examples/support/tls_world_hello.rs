@@ -4,7 +4,8 @@
 use std::error::Error;
 use std::time::Duration;
 
-use ipc::{ClientExt, Endpoint, Ipc, ServeNet, ServerExt, TlsOptions};
+use ipc::prelude::*;
+use ipc::TlsOptions;
 
 /// Serves TLS with `server_tls`, connects with `client_tls` to `host`,
 /// exchanges one message and returns the reply.
@@ -19,17 +20,11 @@ pub(crate) async fn world_hello(
         c.tls = Some(server_tls);
     });
     let server = world.serve_net(ServeNet::tcp().host("127.0.0.1").port(0))?;
-    server.on_typed("message", |data: String, peer| {
+    server.handle("message", |data: String, socket, server| {
         println!("world: got a message over TLS: {data}");
-        if let Some(socket) = peer.socket() {
-            let _ = socket.try_emit("message", &format!("{data} world!"));
-        }
+        server.send(socket, "message", &format!("{data} world!"))
     });
-    server.on("error", |ev| {
-        if let Some(e) = ev.error() {
-            println!("world: error: {e}");
-        }
-    });
+    server.on_error(|e, _| println!("world: error: {e}"));
     let Endpoint::Tls { port, .. } = server.start().await? else {
         return Err("expected a TLS endpoint".into());
     };
@@ -43,14 +38,8 @@ pub(crate) async fn world_hello(
     });
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let client = hello.connect_to_net_with("world", Some(host), Some(port), |c| {
-        c.on("connect", |_| {
-            println!("hello: connected (TLS handshake done)")
-        });
-        c.on("error", |ev| {
-            if let Some(e) = ev.error() {
-                println!("hello: error: {e}");
-            }
-        });
+        c.on_connect(|_| println!("hello: connected (TLS handshake done)"));
+        c.on_error(|e| println!("hello: error: {e}"));
         c.on_typed("message", move |data: String| {
             println!("hello: got a message from world: {data}");
             let _ = tx.send(data);

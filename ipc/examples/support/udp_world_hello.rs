@@ -6,7 +6,7 @@ use std::error::Error;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ipc::{Endpoint, Ipc, Peer, ServeNet, ServerEvent};
+use ipc::prelude::*;
 
 fn addr_of(ep: &Endpoint) -> Result<SocketAddr, Box<dyn Error>> {
     match ep {
@@ -27,18 +27,9 @@ pub(crate) async fn world_hello(
     let world = Ipc::new();
     world.configure(|c| c.id = "world".into());
     let server = world.serve_net(make().host(host).port(0))?;
-    let me = server.clone();
-    server.on_message("message", move |m, from| {
-        let text: String = m.data().unwrap_or_default();
+    server.handle("message", |text: String, from, server| {
         println!("world: got a datagram from {from}: {text}");
-        if let Peer::Udp(addr) = from {
-            let (me, addr) = (me.clone(), *addr);
-            tokio::spawn(async move {
-                if let Err(e) = me.emit_to(addr, "message", &format!("{text} world!")).await {
-                    println!("world: reply failed: {e}");
-                }
-            });
-        }
+        server.send(from, "message", &format!("{text} world!"))
     });
     let world_addr = addr_of(&server.start().await?)?;
     println!("world: bound to {world_addr}");

@@ -282,7 +282,8 @@ impl BlockingServer {
     /// Stops: no more connections are accepted (the Unix socket file is
     /// removed), what every connection has queued is written (waiting at
     /// most `stop_timeout`), every connection is closed and its
-    /// `disconnect` handlers have run when this returns.
+    /// `disconnect` handlers have run when this returns (except, when it is
+    /// called from a handler, that handler's own connection's).
     pub fn stop(&self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let listener = lock(&self.listener).take();
@@ -301,8 +302,13 @@ impl BlockingServer {
             c.close();
         }
         let readers: Vec<JoinHandle<()>> = lock(&self.shared.readers).drain(..).collect();
+        let me = std::thread::current().id();
         for r in readers {
-            let _ = r.join();
+            // `stop` called from a handler: that reader ends after it
+            // returns; waiting for it here would wait forever.
+            if r.thread().id() != me {
+                let _ = r.join();
+            }
         }
     }
 }

@@ -589,3 +589,27 @@ fn blocking_client_and_server_over_tls() {
     client.disconnect().unwrap();
     server.stop();
 }
+
+#[test]
+fn stop_from_a_handler_does_not_wait_for_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Arc::new(BlockingServer::bind(unix_endpoint(&dir), ServerConfig::default()).unwrap());
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let weak = Arc::downgrade(&server);
+    server.on("quit", move |_, _| {
+        if let Some(s) = weak.upgrade() {
+            s.stop();
+        }
+        tx.lock().unwrap().send(()).unwrap();
+    });
+    server.start().unwrap();
+    let mut client = BlockingClient::connect(server.endpoint().clone(), fast_retry()).unwrap();
+    client.emit_empty("quit").unwrap();
+    client.flush().unwrap();
+    rx.recv_timeout(LIVE)
+        .expect("stop returned inside the handler");
+    events_until(&mut client, |e| matches!(e, ClientEvent::Disconnect));
+    assert!(!dir.path().join("app.world").exists());
+}

@@ -82,6 +82,41 @@ async fn spawn_js(opts: Value, label: &str) -> Result<NodePeer, String> {
         .map_err(s)
 }
 
+/// Starts a net-ipc JS server and waits for its `ready`. net-ipc cannot
+/// bind port 0 (it reads 0 as "no port"), so a TCP server gets a port the OS
+/// just handed out, and a fresh one when something took it before Node
+/// bound it (at most 5 tries). `opts` gets the `port` it really serves;
+/// returns the peer and that port (0 for a Unix socket).
+async fn spawn_js_server(opts: &mut Value, label: &str) -> Result<(NodePeer, u16), String> {
+    let tcp = opts.get("path").is_none();
+    for _ in 0..5 {
+        let port = if tcp {
+            ipc_interop::free_tcp_port(V4).map_err(s)?
+        } else {
+            0
+        };
+        if tcp {
+            opts["port"] = json!(port);
+        }
+        let mut node = spawn_js(opts.clone(), label).await?;
+        let ev = node
+            .expect(
+                |e| {
+                    e.kind() == "ready"
+                        || (e.kind() == "error" && e.raw.to_string().contains("EADDRINUSE"))
+                },
+                T,
+            )
+            .await
+            .map_err(s)?;
+        if ev.kind() == "ready" {
+            return Ok((node, port));
+        }
+        node.kill().await;
+    }
+    Err("five fresh ports in a row were taken before net-ipc bound them".into())
+}
+
 fn endpoint(net: Net, dir: &std::path::Path) -> Endpoint {
     match net {
         Net::Unix => Endpoint::Unix(dir.join("netipc.sock")),
@@ -622,27 +657,27 @@ async fn our_client_session(m: &mut Matrix, net: Net, messagepack: bool) {
     let label = if messagepack { "msgpack" } else { "json" };
     let cell = |c: &str| format!("{label}/{c}");
     let dir = tempfile::tempdir().unwrap();
-    let (mut opts, ep) = match net {
-        Net::Unix => {
-            let p = dir.path().join("js.sock");
-            (json!({"path": p}), Endpoint::Unix(p))
-        }
-        Net::Tcp4 => {
-            let port = ipc_interop::free_tcp_port(V4).unwrap();
-            (
-                json!({"host": V4.to_string(), "port": port}),
-                Endpoint::Tcp {
-                    host: V4.to_string(),
-                    port,
-                },
-            )
-        }
+    let mut opts = match net {
+        Net::Unix => json!({"path": dir.path().join("js.sock")}),
+        Net::Tcp4 => json!({"host": V4.to_string()}),
     };
     opts["role"] = json!("server");
+    let label = format!("net-ipc server {}", net.label());
+    let started = bounded_ret(spawn_js_server(&mut opts, &label)).await;
+    let (node, port) = match started {
+        Ok(x) => x,
+        Err(e) => return m.outcome(PEER, net.label(), &cell("setup"), Err(e)),
+    };
+    let ep = match net {
+        Net::Unix => Endpoint::Unix(dir.path().join("js.sock")),
+        Net::Tcp4 => Endpoint::Tcp {
+            host: V4.to_string(),
+            port,
+        },
+    };
+    // A restart serves the same address (the client reconnects to it).
     let again = opts.clone();
     let setup = async {
-        let mut node = spawn_js(opts, &format!("net-ipc server {}", net.label())).await?;
-        js_event(&mut node, "ready").await?;
         let client = Client::new(
             ep,
             ClientConfig {
@@ -924,14 +959,12 @@ async fn tls_netipc_client_on_our_server(pki: &ours::Pki) -> Result<(), String> 
 
 async fn tls_our_client_on_netipc_server(pki: &ours::Pki) -> Result<(), String> {
     use ipc_client::{Client, Protocol};
-    let port = ipc_interop::free_tcp_port(V4).map_err(s)?;
     let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(s);
-    let opts = json!({
-        "role": "server", "port": port, "tls": true,
+    let mut opts = json!({
+        "role": "server", "host": V4.to_string(), "tls": true,
         "cert": read(&pki.server_cert)?, "key": read(&pki.server_key)?,
     });
-    let mut node = spawn_js(opts, "net-ipc tls server").await?;
-    js_event(&mut node, "ready").await?;
+    let (mut node, port) = spawn_js_server(&mut opts, "net-ipc tls server").await?;
     let mut cfg =
         ours::our_client_config(ours::Via::Tls, pki, ipc_proto::CodecConfig::fast(), false);
     cfg.protocol = Protocol::NetIpc { messagepack: true };

@@ -51,7 +51,31 @@ fn node(script: &str, env: &[(&str, String)]) -> Child {
 
 /// Waits (bounded) for a node script that ends by itself; returns its
 /// standard output.
-async fn finished(mut child: Child) -> String {
+async fn finished(child: Child) -> String {
+    match run_to_end(child).await {
+        Ok(out) => out,
+        Err(report) => panic!("{report}"),
+    }
+}
+
+/// Runs a node script that picks up a pre-chosen UDP port (node-ipc cannot
+/// bind port 0) to its end, choosing a fresh port when the one handed out
+/// was taken before Node bound it (at most 5 tries).
+async fn finished_on_fresh_port(start: impl Fn(u16) -> Child) -> String {
+    for _ in 0..5 {
+        let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        match run_to_end(start(port)).await {
+            Ok(out) => return out,
+            Err(report) if report.contains("EADDRINUSE") => continue,
+            Err(report) => panic!("{report}"),
+        }
+    }
+    panic!("five fresh ports in a row were taken before node bound them")
+}
+
+/// [`finished`], returning what the script printed as the error when it
+/// failed.
+async fn run_to_end(mut child: Child) -> Result<String, String> {
     let mut out = String::new();
     let mut err = String::new();
     let mut stdout = child.stdout.take().unwrap();
@@ -65,10 +89,10 @@ async fn finished(mut child: Child) -> String {
     })
     .await;
     match status {
-        Ok(Ok(s)) if s.success() => out,
+        Ok(Ok(s)) if s.success() => Ok(out),
         other => {
             let _ = child.kill().await;
-            panic!("node: {other:?}\nstdout: {out}\nstderr: {err}")
+            Err(format!("node: {other:?}\nstdout: {out}\nstderr: {err}"))
         }
     }
 }
@@ -97,6 +121,21 @@ async fn wait_for_line(lines: &mut Lines, mark: &str) -> Vec<String> {
     .await;
     assert!(matches!(found, Ok(true)), "no {mark:?} from node: {seen:?}");
     seen
+}
+
+/// Whether a running node script printed a line containing `mark` before
+/// its output ended (bounded).
+async fn listening(lines: &mut Lines, mark: &str) -> bool {
+    tokio::time::timeout(T, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(mark) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn root(dir: &tempfile::TempDir) -> String {
@@ -161,14 +200,15 @@ async fn rust_udp_world_answers_node_ipc_14_udp_hello() {
     let Some(ipc::Endpoint::Udp { port, .. }) = server.local_endpoint() else {
         panic!("not UDP")
     };
-    let hello_port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
-    let out = finished(node(
-        "udp-hello.mjs",
-        &[
-            ("IPC_NETWORK_PORT", port.to_string()),
-            ("IPC_HELLO_PORT", hello_port.to_string()),
-        ],
-    ))
+    let out = finished_on_fresh_port(|hello_port| {
+        node(
+            "udp-hello.mjs",
+            &[
+                ("IPC_NETWORK_PORT", port.to_string()),
+                ("IPC_HELLO_PORT", hello_port.to_string()),
+            ],
+        )
+    })
     .await;
     assert!(
         out.contains("got a message from  world  :  Hello world!"),
@@ -182,10 +222,28 @@ async fn node_ipc_14_udp_world_answers_rust_udp_hello() {
     if !require_peer(FLAVOR) {
         return;
     }
-    let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
-    let mut js = node("udp-world.mjs", &[("IPC_NETWORK_PORT", port.to_string())]);
-    let mut out = lines(&mut js);
-    wait_for_line(&mut out, "123").await;
+    // node-ipc cannot bind port 0: a port the OS just handed out, and a
+    // fresh one when it was taken before Node bound it.
+    let mut started = None;
+    for _ in 0..5 {
+        let port = free_udp_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        let mut js = node("udp-world.mjs", &[("IPC_NETWORK_PORT", port.to_string())]);
+        let mut out = lines(&mut js);
+        if listening(&mut out, "123").await {
+            started = Some((js, port));
+            break;
+        }
+        let mut err = String::new();
+        if let Some(mut e) = js.stderr.take() {
+            let _ = tokio::time::timeout(T, e.read_to_string(&mut err)).await;
+        }
+        let _ = js.kill().await;
+        assert!(
+            err.contains("EADDRINUSE"),
+            "udp-world.mjs did not start: {err}"
+        );
+    }
+    let (mut js, port) = started.expect("five fresh ports in a row were taken");
     let ipc = ipc::Ipc::new();
     ipc.configure(|c| c.network_port = port);
     let me = udp_hello::udp_hello(&ipc, 0).unwrap();

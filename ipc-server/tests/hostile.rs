@@ -91,6 +91,15 @@ async fn good_round_trip(path: &std::path::Path, n: u64) {
     assert_eq!(frame, format!("{{\"type\":\"echo\",\"data\":{n}}}"));
 }
 
+/// Echoes every `echo` message from its handler, without waiting.
+fn echo_in_handler(server: &Server) {
+    server.on_message("echo", |m, from| {
+        if let Some(s) = from.socket() {
+            let _ = s.try_emit("echo", &m.data_value());
+        }
+    });
+}
+
 /// The application of `nipc serve --echo` as it was first written: one
 /// task takes every event from the stream and echoes each message with an
 /// `emit` that waits for room in the sender's queue.
@@ -291,11 +300,7 @@ async fn malformed_hello_is_refused_at_once() {
     let (ep, path) = endpoint(&dir);
     let server = Server::new(ep, ServerConfig::default()).unwrap();
     let errors = record_errors(&server);
-    server.on_message("echo", |m, from| {
-        if let Some(s) = from.socket() {
-            let _ = s.try_emit("echo", &m.data_value());
-        }
-    });
+    echo_in_handler(&server);
     server.start().await.unwrap();
     for hello in [
         r#"{"type":"ipcx.hello","data":{"v":"x"}}"#,
@@ -456,11 +461,7 @@ async fn squatters_are_cut_off_and_their_places_given_back() {
     )
     .unwrap();
     let errors = record_errors(&server);
-    server.on_message("echo", |m, from| {
-        if let Some(s) = from.socket() {
-            let _ = s.try_emit("echo", &m.data_value());
-        }
-    });
+    echo_in_handler(&server);
     server.start().await.unwrap();
     let mut squatters = Vec::new();
     for i in 0..MAX {
@@ -507,11 +508,7 @@ async fn close_bursts_do_not_refuse_the_next_client() {
     )
     .unwrap();
     let errors = record_errors(&server);
-    server.on_message("echo", |m, from| {
-        if let Some(s) = from.socket() {
-            let _ = s.try_emit("echo", &m.data_value());
-        }
-    });
+    echo_in_handler(&server);
     server.start().await.unwrap();
     for round in 0..20u64 {
         let mut burst = Vec::new();

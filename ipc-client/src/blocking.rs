@@ -332,6 +332,8 @@ impl BlockingClient {
             return Ok(());
         }
         if let Some(c) = &self.conn {
+            // Bounds the last write; a socket that refuses the option is
+            // written without it, and `write_out` reports its own failure.
             let _ = c.set_write_timeout(Some(self.config.close_timeout));
             self.write_out();
         }

@@ -266,6 +266,8 @@ impl Calls {
                 // instead of waiting for its timeout.
                 let waiter = ext::call_id(msg).and_then(|n| self.lock().remove(&n));
                 if let Some(tx) = waiter {
+                    // A caller that gave up (dropped its future) waits for
+                    // nothing: there is no one to tell.
                     let _ = tx.send(Err(CallError::Remote {
                         code: e.code().as_str().to_owned(),
                         message: e.message().to_owned(),

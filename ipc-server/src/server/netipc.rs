@@ -44,6 +44,10 @@ use crate::socket::{Peer, Socket};
 /// Room of the in-memory pipe between the bridge and the connection.
 const PIPE_BYTES: usize = 64 * 1024;
 
+/// How long a closing notice (END) may take to write to a peer that is
+/// being closed.
+const NOTICE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What the first bytes of a connection said.
 pub(super) enum Sniffed<R> {
     /// node-ipc: the bytes read so far, then the rest of the stream.
@@ -272,8 +276,11 @@ impl Bridge {
                 }
                 Ok(None) => self.fill(buf, rd).await?,
                 Err(source) => {
-                    let _ = wr.write_all(netipc::TEAPOT).await;
-                    let _ = wr.shutdown().await;
+                    // The refusal is a courtesy (bounded by the handshake's
+                    // time limit); the violation is reported below.
+                    if wr.write_all(netipc::TEAPOT).await.is_ok() {
+                        let _ = wr.shutdown().await;
+                    }
                     self.report(ServerError::Protocol {
                         peer: self.label(),
                         source,
@@ -332,9 +339,20 @@ impl Bridge {
             .encode_value(Kind::End, Some(end), None, &mut out)
             .is_ok()
         {
-            let _ = wr.write_all(&out).await;
+            // A courtesy to a peer being closed, bounded by the connection's
+            // cancellation and NOTICE_TIMEOUT (a peer that does not read
+            // cannot hold it): the reason is reported by the caller either
+            // way, and a peer that is gone needs no notice.
+            let notice = async {
+                if wr.write_all(&out).await.is_ok() {
+                    let _ = wr.shutdown().await;
+                }
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => {}
+                _ = tokio::time::timeout(NOTICE_TIMEOUT, notice) => {}
+            }
         }
-        let _ = wr.shutdown().await;
     }
 
     /// Reads more bytes; the end of the stream stops the bridge.

@@ -76,14 +76,19 @@ pub(crate) async fn bench(
     server.on_message("ping", |m, from| {
         if let Some(s) = from.socket() {
             if let Some(d) = m.data_json() {
-                let _ = s.try_send_frame(bytes::Bytes::from(
+                let pong = bytes::Bytes::from(
                     [
                         b"{\"type\":\"pong\",\"data\":".as_slice(),
                         d,
                         b"}\x0c".as_slice(),
                     ]
                     .concat(),
-                ));
+                );
+                // The round-trip client waits for every pong: say why one
+                // cannot come.
+                if let Err(e) = s.try_send_frame(pong) {
+                    eprintln!("nipc bench: cannot answer a ping: {e}");
+                }
             }
         }
     });

@@ -57,10 +57,12 @@ fn demo_server(ipc: &Ipc, path: &std::path::Path, n: Arc<Narrator>) -> Res<Serve
         let name: String = m.data().unwrap_or_default();
         say.say("server", format_args!("got hello from {name:?}, answering"));
         if let Some(s) = from.socket() {
-            let _ = s.try_emit(
+            if let Err(e) = s.try_emit(
                 "welcome",
                 &json!({"to": name, "text": format!("hi {name}!")}),
-            );
+            ) {
+                say.say("server", format_args!("cannot answer {name:?}: {e}"));
+            }
         }
     });
     let say = n;

@@ -33,6 +33,8 @@ pub(crate) fn parse_json(s: &str) -> Res<Value> {
 /// Prints one line on stdout (flushed, so pipes see it at once).
 pub(crate) fn out_line(line: &[u8]) {
     let mut o = std::io::stdout().lock();
+    // Stdout is where nipc reports; when it is gone (a closed pipe) there
+    // is nowhere left to say so, and the signal watcher ends the process.
     let _ = o.write_all(line);
     let _ = o.write_all(b"\n");
     let _ = o.flush();

@@ -23,6 +23,8 @@ mod cluster_client;
 #[path = "../examples/hello.rs"]
 #[allow(dead_code)] // `main` waits for Ctrl-C or runs standalone
 mod hello;
+// Serves on Unix socket paths.
+#[cfg(unix)]
 #[path = "../examples/instances.rs"]
 mod instances;
 #[path = "../examples/isdk.rs"]

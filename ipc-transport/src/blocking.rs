@@ -162,34 +162,10 @@ fn resolve(
     } else {
         (host, port)
             .to_socket_addrs()
-            .map_err(|e| TransportError::Resolve {
-                host: host.to_owned(),
-                port,
-                reason: e.to_string(),
-                source: Some(e),
-            })?
+            .map_err(|e| crate::tcp::resolve_error(host, port, e))?
             .collect()
     };
-    let filtered: Vec<SocketAddr> = addrs
-        .into_iter()
-        .filter(|a| match family {
-            Some(AddressFamily::V4) => a.is_ipv4(),
-            Some(AddressFamily::V6) => a.is_ipv6(),
-            None => true,
-        })
-        .collect();
-    if filtered.is_empty() {
-        return Err(TransportError::Resolve {
-            host: host.to_owned(),
-            port,
-            reason: match family {
-                Some(f) => format!("no {f:?} address"),
-                None => "no address".to_owned(),
-            },
-            source: None,
-        });
-    }
-    Ok(filtered)
+    crate::tcp::of_family(host, port, addrs, family)
 }
 
 #[cfg(feature = "tcp")]

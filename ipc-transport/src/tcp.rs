@@ -18,14 +18,30 @@ pub(crate) async fn resolve(
     } else {
         tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| TransportError::Resolve {
-                host: host.to_owned(),
-                port,
-                reason: e.to_string(),
-                source: Some(e),
-            })?
+            .map_err(|e| resolve_error(host, port, e))?
             .collect()
     };
+    of_family(host, port, addrs, family)
+}
+
+/// The error of a failed name lookup (shared with the blocking transport).
+pub(crate) fn resolve_error(host: &str, port: u16, e: io::Error) -> TransportError {
+    TransportError::Resolve {
+        host: host.to_owned(),
+        port,
+        reason: e.to_string(),
+        source: Some(e),
+    }
+}
+
+/// Keeps the addresses of `family` (all when `None`); none left is a
+/// resolution error naming `host:port` (shared with the blocking transport).
+pub(crate) fn of_family(
+    host: &str,
+    port: u16,
+    addrs: Vec<SocketAddr>,
+    family: Option<AddressFamily>,
+) -> Result<Vec<SocketAddr>, TransportError> {
     let filtered: Vec<SocketAddr> = addrs
         .into_iter()
         .filter(|a| match family {

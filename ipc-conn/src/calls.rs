@@ -132,18 +132,23 @@ type Waiter = oneshot::Sender<Result<Response, CallError>>;
 /// The calls one endpoint has in flight on one connection.
 #[derive(Debug)]
 pub struct Calls {
-    prefix: String,
+    /// Random, so ids differ between connections (written in base 36
+    /// before the sequence number).
+    prefix: u64,
     next: AtomicU64,
     pending: Mutex<HashMap<String, Waiter>>,
+    /// Answers to the peer (responses, pongs, acknowledgements) that could
+    /// not be queued and were not reported yet (`Link::take_unsent_answers`).
+    pub(crate) unsent_answers: AtomicU64,
 }
 
 impl Default for Calls {
     fn default() -> Self {
-        let r = random_u64();
         Calls {
-            prefix: radix36(r),
+            prefix: random_u64(),
             next: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            unsent_answers: AtomicU64::new(0),
         }
     }
 }
@@ -215,7 +220,7 @@ impl Calls {
     /// Registers a new call.
     pub fn start(self: &Arc<Self>) -> PendingCall {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = format!("{}{}", self.prefix, radix36(k));
+        let n = format!("{}{}", radix36(self.prefix), radix36(k));
         let (tx, rx) = oneshot::channel();
         self.lock().insert(n.clone(), tx);
         PendingCall {

@@ -22,14 +22,18 @@
 //! ([`spawn_writer`]), so a peer that does not read never stalls the read
 //! loop.
 
-use std::future::Future;
+use std::fmt;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use ipc_proto::ext::{self, names};
 use ipc_proto::{Inbound, Message, ProtocolError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::{Budget, Charge, EVENT_OVERHEAD};
@@ -183,79 +187,169 @@ where
     let idle = role.idle_timeout();
     // Moved forward by every item, and only by items.
     let mut idle_at = idle.map(|t| Instant::now() + t);
+    // One timer for both deadlines, made when first needed and reset after.
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
     loop {
-        let own = role.deadline();
-        let deadline = match (own, idle_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let ev = match deadline {
-            None => reader.next().await,
-            Some(d) => match tokio::time::timeout_at(d, reader.next()).await {
-                Ok(ev) => ev,
-                Err(_) if own.is_some_and(|o| o <= d) => match role.timed_out().await {
-                    Step::Continue => continue,
-                    Step::End(e) => return e,
-                },
-                Err(_) => return Some(role.idle_error()),
-            },
-        };
-        let item = match ev {
-            ReadEvent::Item(item) => {
-                idle_at = idle.map(|t| Instant::now() + t);
-                item
-            }
-            ReadEvent::Eof => {
-                role.eof();
-                return None;
-            }
-            ReadEvent::Cancelled => return None,
-            ReadEvent::Protocol(e) => return Some(role.protocol_error(e)),
-            ReadEvent::Io(e) => return Some(role.io_error(e)),
-        };
-        role.received();
-        match role.admit(&item) {
-            Admit::Route => {}
-            Admit::Ignore => continue,
-            Admit::End(e) => return Some(e),
-        }
-        let item = match item {
-            Inbound::Message(m) if role.extension() && ext::is_extension(m.event()) => {
-                let step = route_extension(role, &m).await;
-                report_unsent(role);
-                match step {
-                    Step::Continue => continue,
-                    Step::End(e) => return e,
-                }
-            }
-            item => item,
-        };
-        let cost = EVENT_OVERHEAD
-            + match &item {
-                Inbound::Message(m) => m.frame().len(),
-                Inbound::Raw(b) => b.len(),
+        // The item is taken inside this block, so nothing of it is kept in
+        // the loop's future across the rare wait below: the future every
+        // waiting connection holds stays small.
+        let later = {
+            let own = role.deadline();
+            let deadline = match (own, idle_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
-        let charge = if !role.events().has_streams() {
-            Charge::none()
-        } else if let Some(c) = role.budget().try_charge(cost) {
-            c
-        } else {
-            // The application has not taken what this peer sent yet: stop
-            // reading from it (the kernel's buffers fill and slow it down)
-            // until it has, or the connection ends.
-            tokio::select! {
-                c = role.budget().charge(cost) => c,
-                _ = reader.cancellation().cancelled() => return None,
+            let ev = match deadline {
+                None => reader.next().await,
+                Some(d) => {
+                    let timer = match &mut timer {
+                        Some(t) => {
+                            if t.deadline() != d {
+                                t.as_mut().reset(d);
+                            }
+                            t
+                        }
+                        None => timer.insert(Box::pin(tokio::time::sleep_until(d))),
+                    };
+                    let next = poll_fn(|cx| match reader.poll_next(cx) {
+                        Poll::Ready(ev) => Poll::Ready(Some(ev)),
+                        Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                    });
+                    match next.await {
+                        Some(ev) => ev,
+                        None if own.is_some_and(|o| o <= d) => {
+                            match Box::pin(role.timed_out()).await {
+                                Step::Continue => continue,
+                                Step::End(e) => return e,
+                            }
+                        }
+                        None => return Some(role.idle_error()),
+                    }
+                }
+            };
+            let item = match ev {
+                ReadEvent::Item(item) => {
+                    idle_at = idle.map(|t| Instant::now() + t);
+                    item
+                }
+                ReadEvent::Eof => {
+                    role.eof();
+                    return None;
+                }
+                ReadEvent::Cancelled => return None,
+                ReadEvent::Protocol(e) => return Some(role.protocol_error(e)),
+                ReadEvent::Io(e) => return Some(role.io_error(e)),
+            };
+            match take(role, &mut cache, item) {
+                Ok(Step::Continue) => continue,
+                Ok(Step::End(e)) => return e,
+                Err(later) => Box::pin(wait_then_take(
+                    role,
+                    reader.cancellation(),
+                    &mut cache,
+                    later,
+                )),
             }
         };
-        let ev = role.event(item);
-        role.events()
-            .dispatch(ev, Some(&mut cache), role.label(), charge);
+        match later.await {
+            Step::Continue => {}
+            Step::End(e) => return e,
+        }
     }
 }
 
-/// The extension messages both sides handle alike.
-async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
+/// What an item needs before it is taken: a wait the read loop boxes.
+enum Later {
+    /// The role's own extension message ([`Role::extension_message`]).
+    Extension(Message),
+    /// Room in the peer's budget for this item, which costs this much.
+    Budget(Inbound, usize),
+}
+
+/// Takes one item: admits it, routes extension messages, charges the
+/// peer's budget and delivers the event, or says what must be waited for
+/// first.
+fn take<S: Role>(
+    role: &mut S,
+    cache: &mut DispatchCache<S::Event>,
+    item: Inbound,
+) -> Result<Step<S::Error>, Later> {
+    role.received();
+    match role.admit(&item) {
+        Admit::Route => {}
+        Admit::Ignore => return Ok(Step::Continue),
+        Admit::End(e) => return Ok(Step::End(Some(e))),
+    }
+    let item = match item {
+        Inbound::Message(m) if role.extension() && ext::is_extension(m.event()) => {
+            return match route_extension(role, &m) {
+                Some(step) => {
+                    report_unsent(role);
+                    Ok(step)
+                }
+                None => Err(Later::Extension(m)),
+            };
+        }
+        item => item,
+    };
+    let cost = EVENT_OVERHEAD
+        + match &item {
+            Inbound::Message(m) => m.frame().len(),
+            Inbound::Raw(b) => b.len(),
+        };
+    let charge = if !role.events().has_streams() {
+        Charge::none()
+    } else if let Some(c) = role.budget().try_charge(cost) {
+        c
+    } else {
+        return Err(Later::Budget(item, cost));
+    };
+    deliver(role, cache, item, charge);
+    Ok(Step::Continue)
+}
+
+/// Waits for what [`take`] asked, then takes the item.
+async fn wait_then_take<S: Role>(
+    role: &mut S,
+    cancel: &CancellationToken,
+    cache: &mut DispatchCache<S::Event>,
+    later: Later,
+) -> Step<S::Error> {
+    match later {
+        Later::Extension(m) => {
+            let step = role.extension_message(&m).await;
+            report_unsent(role);
+            step
+        }
+        Later::Budget(item, cost) => {
+            // The application has not taken what this peer sent yet: stop
+            // reading from it (the kernel's buffers fill and slow it down)
+            // until it has, or the connection ends.
+            let charge = tokio::select! {
+                c = role.budget().charge(cost) => c,
+                _ = cancel.cancelled() => return Step::End(None),
+            };
+            deliver(role, cache, item, charge);
+            Step::Continue
+        }
+    }
+}
+
+/// Delivers an item from the peer as the role's event.
+fn deliver<S: Role>(
+    role: &mut S,
+    cache: &mut DispatchCache<S::Event>,
+    item: Inbound,
+    charge: Charge,
+) {
+    let ev = role.event(item);
+    role.events()
+        .dispatch(ev, Some(cache), role.label(), charge);
+}
+
+/// The extension messages both sides handle alike; `None` for one that is
+/// the role's own ([`Role::extension_message`]).
+fn route_extension<S: Role>(role: &S, m: &Message) -> Option<Step<S::Error>> {
     match m.event() {
         names::RESPONSE | names::PONG => {
             if let Err(e) = role.link().calls().resolve(m) {
@@ -287,9 +381,9 @@ async fn route_extension<S: Role>(role: &mut S, m: &Message) -> Step<S::Error> {
                 Err(e) => report(role, role.protocol_error(e)),
             }
         }
-        _ => return role.extension_message(m).await,
+        _ => return None,
     }
-    Step::Continue
+    Some(Step::Continue)
 }
 
 /// What a failed or cancelled writer does with its outbox.
@@ -312,29 +406,126 @@ fn report<S: Role>(role: &S, error: S::Error) {
         .dispatch(ev, None, role.label(), Charge::none());
 }
 
-/// Spawns the writer of one connection: it drains `outbox` into `wr`
+/// Makes the writer of one connection: it drains `outbox` into `wr`
 /// (shutting the write half down once the outbox is closed and empty)
 /// until `cancel` fires. A writer that fails or is cancelled cancels
 /// `cancel`, which ends the read loop too, and closes the queue if told to.
+///
+/// The writer's task is spawned when the first frame is queued (or the
+/// queue closes), not before: a connection that is never written to holds
+/// no second task. Awaiting the returned [`Writer`] starts it if it has not
+/// started yet and waits for it to end.
 pub fn spawn_writer<W>(
     link: &Link,
     mut wr: W,
     cancel: CancellationToken,
-    gate: Option<std::sync::Arc<SyncGate>>,
+    gate: Option<Arc<SyncGate>>,
     on_failure: OnWriteFailure,
-) -> JoinHandle<WriterExit>
+) -> Writer
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let outbox = link.outbox().clone();
-    tokio::spawn(async move {
-        let exit = write_loop(&outbox, &mut wr, true, &cancel, gate.as_deref()).await;
-        if !matches!(exit, WriterExit::Drained) {
-            if on_failure == OnWriteFailure::CloseQueue {
-                outbox.close();
+    let handle = tokio::runtime::Handle::current();
+    let queue = outbox.clone();
+    let spawn = move || {
+        handle.spawn(async move {
+            let exit = write_loop(&outbox, &mut wr, true, &cancel, gate.as_deref()).await;
+            if !matches!(exit, WriterExit::Drained) {
+                if on_failure == OnWriteFailure::CloseQueue {
+                    outbox.close();
+                }
+                cancel.cancel();
             }
-            cancel.cancel();
+            exit
+        })
+    };
+    let start = Arc::new(Start(Mutex::new(StartState {
+        spawn: Some(Box::new(spawn)),
+        task: None,
+    })));
+    // Until the task runs, the outbox wakes `start` (in the writer's place)
+    // when something is queued.
+    let waker = Waker::from(start.clone());
+    if queue
+        .poll_queued(&mut Context::from_waker(&waker))
+        .is_ready()
+    {
+        start.lock().start();
+    }
+    Writer(start)
+}
+
+/// The writer of one connection ([`spawn_writer`]): a future of how its
+/// task ended, which starts the task if nothing started it yet.
+pub struct Writer(Arc<Start>);
+
+impl Writer {
+    /// Whether the writer's task has been spawned (something was queued,
+    /// the queue closed, or the writer was awaited).
+    pub fn is_started(&self) -> bool {
+        self.0.lock().task.is_some()
+    }
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer")
+            .field("started", &self.is_started())
+            .finish()
+    }
+}
+
+impl Future for Writer {
+    type Output = Result<WriterExit, tokio::task::JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.0.lock();
+        match state.start() {
+            Some(task) => Pin::new(task).poll(cx),
+            // Not reached: a writer either waits to be spawned or has been.
+            None => Poll::Ready(Ok(WriterExit::Cancelled)),
         }
-        exit
-    })
+    }
+}
+
+/// Starts a writer's task once.
+struct Start(Mutex<StartState>);
+
+/// The closure that spawns a writer's task.
+type Spawn = Box<dyn FnOnce() -> JoinHandle<WriterExit> + Send>;
+
+struct StartState {
+    /// Until the task is spawned.
+    spawn: Option<Spawn>,
+    /// Once it is.
+    task: Option<JoinHandle<WriterExit>>,
+}
+
+impl StartState {
+    /// Spawns the task if it was not yet; returns it.
+    fn start(&mut self) -> Option<&mut JoinHandle<WriterExit>> {
+        if let Some(spawn) = self.spawn.take() {
+            self.task = Some(spawn());
+        }
+        self.task.as_mut()
+    }
+}
+
+impl Start {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StartState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Wake for Start {
+    fn wake(self: Arc<Self>) {
+        self.lock().start();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.lock().start();
+    }
 }

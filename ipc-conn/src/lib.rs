@@ -59,7 +59,7 @@ pub use calls::{
     RespondError, Responder, Response, Sink,
 };
 pub use dispatch::{Delivered, Dispatcher, Event, EventStream, Origin};
-pub use driver::{drive, spawn_writer, Admit, OnWriteFailure, Role, Step};
+pub use driver::{drive, spawn_writer, Admit, OnWriteFailure, Role, Step, Writer};
 pub use handlers::{DispatchCache, HandlerId, HandlerPanic, Handlers};
 pub use link::{Link, LinkError};
 pub use outbox::{EmitError, Outbox, SendError, SyncGate, WriterExit};

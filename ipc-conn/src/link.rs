@@ -1,7 +1,7 @@
 //! [`Link`]: what an application does with one connection — emit, send,
 //! request, ping — the same for a client and for a server's socket.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,9 +66,6 @@ pub struct Link {
     outbox: Outbox,
     encoder: FrameEncoder,
     calls: Arc<Calls>,
-    /// Answers (responses, pongs, acknowledgements) that could not be
-    /// queued and were not reported yet.
-    unsent_answers: Arc<AtomicU64>,
 }
 
 impl Link {
@@ -78,7 +75,6 @@ impl Link {
             outbox: Outbox::new(queue_bytes),
             encoder,
             calls: Arc::new(Calls::default()),
-            unsent_answers: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -86,7 +82,7 @@ impl Link {
     /// could not be queued since the last call; the driver reports them as
     /// an error event, so none is lost silently.
     pub fn take_unsent_answers(&self) -> u64 {
-        self.unsent_answers.swap(0, Ordering::AcqRel)
+        self.calls.unsent_answers.swap(0, Ordering::AcqRel)
     }
 
     /// The outbound queue.
@@ -197,10 +193,10 @@ impl Link {
     /// [`Link::take_unsent_answers`].
     pub fn sink(&self, closed: CallError) -> Sink {
         let outbox = self.outbox.clone();
-        let unsent = self.unsent_answers.clone();
+        let calls = self.calls.clone();
         Arc::new(move |frame| {
             outbox.try_send(frame).map_err(|e| {
-                unsent.fetch_add(1, Ordering::AcqRel);
+                calls.unsent_answers.fetch_add(1, Ordering::AcqRel);
                 match e {
                     SendError::Full { .. } => CallError::Backpressure,
                     SendError::Closed { .. } => closed.clone(),

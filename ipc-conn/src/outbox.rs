@@ -528,7 +528,7 @@ impl Outbox {
 
     /// Ready once something is queued or the queue is closed; until then
     /// the writer's waker is kept for the next producer to wake.
-    fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut s = self.state();
         if !s.lens.is_empty() || s.closed {
             return Poll::Ready(());

@@ -4,21 +4,27 @@
 //! The connection [`crate::driver`] reads with [`FrameReader::next`], on
 //! either side.
 
+use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::BytesMut;
 use ipc_proto::{FrameDecoder, Inbound, ProtocolError};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// The read buffer's room for the first read; it grows while reads fill it,
-/// up to [`READ_CHUNK_MAX`], so idle connections stay small.
+/// up to [`READ_CHUNK_MAX`].
 pub const READ_CHUNK: usize = 4 * 1024;
 /// The largest room the read buffer keeps for one read.
 pub const READ_CHUNK_MAX: usize = 256 * 1024;
-
+/// What a connection that holds no read buffer reads at once (into the
+/// stack, copied into a new buffer only when something arrived).
+const IDLE_READ: usize = 2 * 1024;
 /// What [`FrameReader::next`] produced.
 #[derive(Debug)]
 pub enum ReadEvent {
@@ -37,6 +43,11 @@ pub enum ReadEvent {
 }
 
 /// A connection's read half plus its decoder, ended by a cancellation token.
+///
+/// A connection waiting for its peer holds no read buffer: the buffer is
+/// made when bytes arrive and given back whenever everything read has been
+/// decoded and the transport has nothing more, so thousands of idle
+/// connections cost no read memory.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     rd: R,
@@ -44,6 +55,9 @@ pub struct FrameReader<R> {
     /// Waits for `cancel` across calls to [`FrameReader::next`]: it registers
     /// with the token once, not once per read.
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The partial-frame timer (`message_timeout`), made the first time a
+    /// frame is left partial and reset after that.
+    timer: Option<Pin<Box<Sleep>>>,
     buf: BytesMut,
     dec: FrameDecoder,
     eof: bool,
@@ -61,6 +75,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             rd,
             cancelled: Box::pin(cancel.clone().cancelled_owned()),
             cancel,
+            timer: None,
             buf: BytesMut::new(),
             dec,
             eof: false,
@@ -74,6 +89,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         &self.cancel
     }
 
+    /// The read buffer's capacity: 0 while nothing is buffered and the
+    /// peer is quiet.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The decoder (for its configuration).
     pub fn decoder(&self) -> &FrameDecoder {
         &self.dec
@@ -83,60 +104,107 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// no complete frame. Cancel-safe: nothing is lost if the future is
     /// dropped before it completes.
     pub async fn next(&mut self) -> ReadEvent {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`FrameReader::next`] as a poll function.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<ReadEvent> {
         loop {
             if self.eof {
-                return ReadEvent::Eof;
+                return Poll::Ready(ReadEvent::Eof);
             }
             match self.dec.decode(&mut self.buf, self.now) {
-                Ok(Some(item)) => return ReadEvent::Item(item),
+                Ok(Some(item)) => return Poll::Ready(ReadEvent::Item(item)),
                 Ok(None) => {}
-                Err(e) => return ReadEvent::Protocol(e),
+                Err(e) => return Poll::Ready(ReadEvent::Protocol(e)),
             }
-            if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
-                self.buf.reserve(self.chunk);
-            }
-            let room = self.buf.capacity() - self.buf.len();
             // Checked once per read, not per frame: a peer that keeps the
             // socket readable cannot hold off a cancellation, and a read that
             // completes at once never polls the cancellation future.
             if self.cancel.is_cancelled() {
-                return ReadEvent::Cancelled;
+                return Poll::Ready(ReadEvent::Cancelled);
             }
-            let deadline = self.dec.deadline().map(tokio::time::Instant::from_std);
-            tokio::select! {
-                biased;
-                r = self.rd.read_buf(&mut self.buf) => match r {
-                    Ok(0) => {
-                        self.eof = true;
-                        if let Err(e) = self.dec.finish(&mut self.buf) {
-                            return ReadEvent::Protocol(e);
-                        }
-                        return ReadEvent::Eof;
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    self.eof = true;
+                    if let Err(e) = self.dec.finish(&mut self.buf) {
+                        return Poll::Ready(ReadEvent::Protocol(e));
                     }
-                    Ok(n) => {
-                        self.now = Instant::now();
-                        if n == room && self.chunk < READ_CHUNK_MAX {
-                            // The peer sends faster than we read: read more at once.
-                            self.chunk *= 2;
-                        }
-                    }
-                    Err(e) => return ReadEvent::Io(e),
-                },
-                _ = self.cancelled.as_mut() => return ReadEvent::Cancelled,
-                _ = sleep_until_opt(deadline) => {
-                    self.now = Instant::now();
-                    if let Err(e) = self.dec.check_timeout(self.now) {
-                        return ReadEvent::Protocol(e);
-                    }
+                    return Poll::Ready(ReadEvent::Eof);
                 }
+                Poll::Ready(Ok(_)) => {
+                    self.now = Instant::now();
+                    continue;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(ReadEvent::Io(e)),
+                Poll::Pending => {}
+            }
+            // Nothing to read: wait for the cancellation and the
+            // partial-frame deadline too.
+            if self.cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(ReadEvent::Cancelled);
+            }
+            let Some(deadline) = self.dec.deadline() else {
+                return Poll::Pending;
+            };
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let timer = match &mut self.timer {
+                Some(t) => {
+                    if t.deadline() != deadline {
+                        t.as_mut().reset(deadline);
+                    }
+                    t
+                }
+                None => self
+                    .timer
+                    .insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            ready!(timer.as_mut().poll(cx));
+            self.now = Instant::now();
+            if let Err(e) = self.dec.check_timeout(self.now) {
+                return Poll::Ready(ReadEvent::Protocol(e));
             }
         }
     }
-}
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+    /// One read from the transport into the buffer.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            // No buffer kept: read into the stack, and keep exactly what
+            // arrived. A peer that sends now and then thus pins no more
+            // memory than it sent (its frames share the buffer they were
+            // read into); one that streams fills the stack read and gets
+            // a growing buffer at the next read.
+            let mut stack = [MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut rb = ReadBuf::uninit(&mut stack);
+            ready!(Pin::new(&mut self.rd).poll_read(cx, &mut rb))?;
+            let got = rb.filled();
+            if !got.is_empty() {
+                self.buf = BytesMut::from(got);
+            }
+            return Poll::Ready(Ok(got.len()));
+        }
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
+        }
+        let room = self.buf.capacity() - self.buf.len();
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.rd), cx, &mut self.buf) {
+            Poll::Ready(Ok(n)) => {
+                if n == room && self.chunk < READ_CHUNK_MAX {
+                    // The peer sends faster than we read: read more at once.
+                    self.chunk *= 2;
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                if self.buf.is_empty() {
+                    // Everything read is decoded and the peer is quiet: give
+                    // the buffer back while waiting.
+                    self.buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            r => r,
+        }
     }
 }

@@ -634,3 +634,101 @@ async fn a_failed_writer_closes_the_queue_so_waiting_emits_fail() {
     assert!(link.outbox().is_closed());
     assert!(cancel.is_cancelled());
 }
+
+/// An idle connection holds no read buffer: none before the first byte,
+/// and the buffer is given back once everything read is decoded and the
+/// peer is quiet. A frame split across reads keeps its bytes meanwhile.
+#[tokio::test]
+async fn a_quiet_peer_costs_no_read_buffer() {
+    let cancel = CancellationToken::new();
+    let (mut reader, mut peer) = pipe(&cancel);
+    let pending = |reader: &mut FrameReader<DuplexStream>| {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        reader.poll_next(&mut cx).is_pending()
+    };
+    assert!(pending(&mut reader));
+    assert_eq!(reader.buffer_capacity(), 0);
+
+    let whole = frame("a", &serde_json::json!({"n": 1}));
+    peer.write_all(&whole).await.unwrap();
+    match reader.next().await {
+        ipc_conn::ReadEvent::Item(Inbound::Message(m)) => assert_eq!(m.event(), "a"),
+        other => panic!("{other:?}"),
+    }
+    assert!(pending(&mut reader));
+    assert_eq!(reader.buffer_capacity(), 0);
+
+    // Half a frame: kept while the peer is quiet, completed by the rest.
+    let next = frame("b", &"x".repeat(5000));
+    let (head, tail) = next.split_at(3000);
+    peer.write_all(head).await.unwrap();
+    assert!(pending(&mut reader));
+    assert!(reader.buffer_capacity() >= 3000);
+    peer.write_all(tail).await.unwrap();
+    match reader.next().await {
+        ipc_conn::ReadEvent::Item(Inbound::Message(m)) => {
+            assert_eq!(m.event(), "b");
+            assert_eq!(m.data::<String>().unwrap().len(), 5000);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(pending(&mut reader));
+    assert_eq!(reader.buffer_capacity(), 0);
+    drop(peer);
+    assert!(matches!(reader.next().await, ipc_conn::ReadEvent::Eof));
+}
+
+/// A writer's task starts with the first frame queued, not before; one
+/// that never had anything to write starts when awaited and shuts the
+/// write half down after a close.
+#[tokio::test]
+async fn the_writer_starts_with_the_first_frame() {
+    let link = Link::new(encoder(), 1 << 16);
+    let (wr, mut rd) = tokio::io::duplex(1 << 16);
+    let cancel = CancellationToken::new();
+    let writer = spawn_writer(&link, wr, cancel.clone(), None, OnWriteFailure::CloseQueue);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!writer.is_started());
+    link.try_emit("a", Some(&1)).unwrap();
+    assert!(writer.is_started());
+    let got = read_frames(&mut rd, 1).await;
+    assert_eq!(got[0].event(), "a");
+
+    // Nothing queued, then closed: awaiting it drains and shuts down.
+    let quiet = Link::new(encoder(), 1 << 16);
+    let (wr, mut rd) = tokio::io::duplex(1 << 16);
+    let idle = spawn_writer(
+        &quiet,
+        wr,
+        cancel.child_token(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    assert!(!idle.is_started());
+    quiet.outbox().close();
+    assert!(idle.is_started());
+    assert!(matches!(idle.await.unwrap(), WriterExit::Drained));
+    let mut rest = Vec::new();
+    rd.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+
+    // Something queued before the writer is made: it starts at once.
+    let early = Link::new(encoder(), 1 << 16);
+    early.try_emit("b", Some(&2)).unwrap();
+    let (wr, mut rd) = tokio::io::duplex(1 << 16);
+    let started = spawn_writer(
+        &early,
+        wr,
+        cancel.child_token(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    assert!(started.is_started());
+    assert_eq!(read_frames(&mut rd, 1).await[0].event(), "b");
+    cancel.cancel();
+    assert!(matches!(writer.await.unwrap(), WriterExit::Cancelled));
+    assert!(matches!(started.await.unwrap(), WriterExit::Cancelled));
+}

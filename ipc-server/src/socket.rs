@@ -59,7 +59,9 @@ impl Eq for Socket {}
 
 impl Socket {
     pub(crate) fn new(id: u64, peer: PeerInfo, link: Link, cancel: CancellationToken) -> Socket {
-        let label = format!("#{id} {peer}");
+        let mut label = format!("#{id} {peer}");
+        // Kept for the connection's life: no spare room.
+        label.shrink_to_fit();
         Socket {
             inner: Arc::new(SocketInner {
                 id,

@@ -216,6 +216,19 @@ impl Incoming {
         }
     }
 
+    /// The stream and its peer at once when there is no handshake to run,
+    /// or this connection back when there is ([`Incoming::handshake`]).
+    /// Boxed, as a server keeps accepted connections until their tasks
+    /// take them.
+    pub fn ready(self: Box<Self>) -> Result<(Stream, PeerInfo), Box<Incoming>> {
+        if self.needs_handshake() {
+            return Err(self);
+        }
+        let Incoming { stream, .. } = *self;
+        let peer = stream.peer().clone();
+        Ok((stream, peer))
+    }
+
     /// Runs the TLS handshake (if any) and returns the ready stream with its
     /// peer information (including the client's certificates under mutual
     /// TLS).

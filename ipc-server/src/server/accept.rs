@@ -38,6 +38,9 @@ pub(super) async fn accept_loop(
                     continue;
                 }
                 inner.live.fetch_add(1, Ordering::SeqCst);
+                // Boxed: the connection's task keeps its arguments for its whole
+                // life, and the handshake's are no use after it.
+                let incoming = Box::new(incoming);
                 tracker.spawn(connection(inner.clone(), incoming, cancel.clone()));
             }
             Err(source) => {

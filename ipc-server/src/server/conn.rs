@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ipc_conn::{
     drive, spawn_writer, Admit, Budget, CallError, Dispatcher, FrameReader, HandshakeMode, Link,
-    OnWriteFailure, RequestHandlers, Role, Step, WriterExit,
+    OnWriteFailure, RequestHandlers, Role, Step, Writer, WriterExit,
 };
 use ipc_proto::ext::{self, names, End, Hello, Welcome};
-use ipc_proto::{ErrorCode, FrameDecoder, Inbound, Message, ProtocolError};
-use ipc_transport::Incoming;
+use ipc_proto::{ErrorCode, Inbound, Message, ProtocolError};
+use ipc_transport::{Incoming, PeerInfo, Stream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -41,27 +41,25 @@ impl Drop for LiveSlot<'_> {
 
 /// Runs one connection from handshake to `close`. The accept loop counted
 /// it in `live`; this task gives the place back.
+///
+/// A task is as large as its largest state, and an idle connection should
+/// cost little more than its socket (`cargo xtask bench --workloads w4`):
+/// every wait larger than the connection's life itself is boxed.
 pub(super) async fn connection(
     inner: Arc<Inner>,
-    incoming: Incoming,
+    incoming: Box<Incoming>,
     server_cancel: CancellationToken,
 ) {
     let mut slot = LiveSlot(Some(&inner));
-    let handshake = tokio::select! {
-        biased;
-        _ = server_cancel.cancelled() => None,
-        r = incoming.handshake() => Some(r),
-    };
-    let (stream, peer) = match handshake {
-        None => return,
-        Some(Ok(x)) => x,
-        Some(Err(source)) => {
-            slot.release();
-            let endpoint = inner.name.clone();
-            inner
-                .error(None, ServerError::Accept { endpoint, source })
-                .await;
-            return;
+    let (stream, peer) = match incoming.ready() {
+        Ok(ready) => ready,
+        // Boxed: a TLS handshake's state is larger than the rest of the
+        // connection's.
+        Err(incoming) => {
+            match Box::pin(handshake(&inner, incoming, &server_cancel, &mut slot)).await {
+                Some(ready) => ready,
+                None => return,
+            }
         }
     };
     if let Some(authorize) = &inner.config.authorize {
@@ -70,20 +68,11 @@ pub(super) async fn connection(
             slot.release();
             let peer = peer.to_string();
             tracing::warn!(endpoint = %inner.name, %peer, %reason, "connection refused by the authorizer");
-            inner
-                .error(None, ServerError::Unauthorized { peer, reason })
-                .await;
+            let refused = ServerError::Unauthorized { peer, reason };
+            Box::pin(inner.error(None, refused)).await;
             return;
         }
     }
-    let decoder = match FrameDecoder::new(inner.config.codec.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            slot.release();
-            inner.error(None, ServerError::Config(e)).await;
-            return;
-        }
-    };
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     // Stopping the server does not cancel connections directly: `stop`
     // closes their queues so they drain first; `abort` destroys them.
@@ -95,16 +84,19 @@ pub(super) async fn connection(
         cancel.clone(),
     );
     inner.register(&socket);
+    // Not boxed, nor is the sniffing: both states are smaller than the
+    // connection's life below, and a box freed at once leaves a hole.
     inner.deliver(ServerEvent::Connect(socket.clone())).await;
 
     let (rd, wr) = stream.into_split();
     // node-ipc and net-ipc clients share the endpoint: the first bytes tell.
     let (mut failure, exit) = match super::netipc::sniff(&inner, rd, &cancel).await {
         super::netipc::Sniffed::NodeIpc(rd) => {
-            serve(&inner, &socket, &cancel, decoder, rd, wr).await
+            let (mut reader, writer) = start(&inner, &socket, &cancel, rd, wr);
+            serve(&inner, &socket, &cancel, &mut reader, writer).await
         }
         super::netipc::Sniffed::NetIpc(buf, rd) => {
-            super::netipc::serve(&inner, &socket, &cancel, decoder, buf, rd, wr).await
+            Box::pin(super::netipc::serve(&inner, &socket, &cancel, buf, rd, wr)).await
         }
     };
     if failure.is_none() {
@@ -121,6 +113,67 @@ pub(super) async fn connection(
     inner.unsubscribe_all(&socket);
     socket.link().calls().fail_all(CallError::NotConnected);
     slot.release();
+    Box::pin(closed(&inner, socket, failure)).await;
+}
+
+/// The transport's handshake: the stream and who is on the other end, or
+/// `None` when it failed (reported) or the server stopped first.
+async fn handshake(
+    inner: &Inner,
+    incoming: Box<Incoming>,
+    server_cancel: &CancellationToken,
+    slot: &mut LiveSlot<'_>,
+) -> Option<(Stream, PeerInfo)> {
+    let handshake = tokio::select! {
+        biased;
+        _ = server_cancel.cancelled() => return None,
+        r = (*incoming).handshake() => r,
+    };
+    match handshake {
+        Ok(ready) => Some(ready),
+        Err(source) => {
+            slot.release();
+            let endpoint = inner.name.clone();
+            inner
+                .error(None, ServerError::Accept { endpoint, source })
+                .await;
+            None
+        }
+    }
+}
+
+/// The frame reader and the writer of one connection's node-ipc frames.
+///
+/// After a graceful close the write half is shut down and the reader goes
+/// on until the peer closes too, so nothing the peer sent before it saw our
+/// end is lost. A failed writer ends the connection and closes the socket's
+/// queue: every emit waiting for room in it fails at once instead of
+/// waiting for a peer that is gone.
+pub(super) fn start<R, W>(
+    inner: &Inner,
+    socket: &Socket,
+    cancel: &CancellationToken,
+    rd: R,
+    wr: W,
+) -> (FrameReader<R>, Writer)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let reader = FrameReader::new(rd, inner.decoder.clone(), cancel.clone());
+    let writer = spawn_writer(
+        socket.link(),
+        wr,
+        cancel.clone(),
+        None,
+        OnWriteFailure::CloseQueue,
+    );
+    (reader, writer)
+}
+
+/// Reports how a connection ended: its failure, what it did not deliver,
+/// then `socket.disconnected` and `close`.
+async fn closed(inner: &Inner, socket: Socket, failure: Option<ServerError>) {
     let from = Peer::Socket(socket.clone());
     if let Some(e) = failure {
         inner.error(Some(from.clone()), e).await;
@@ -145,40 +198,23 @@ pub(super) async fn connection(
     inner.deliver(ServerEvent::Close(socket)).await;
 }
 
-/// Reads and writes one connection's node-ipc frames until it ends: the
-/// writer, the frame reader and the driver. Returns the failure that ended
-/// it (if any) and how the writer ended.
-pub(super) async fn serve<R, W>(
+/// Reads and writes one connection's node-ipc frames until it ends.
+/// Returns the failure that ended it (if any) and how the writer ended.
+pub(super) async fn serve<R>(
     inner: &Arc<Inner>,
     socket: &Socket,
     cancel: &CancellationToken,
-    decoder: FrameDecoder,
-    rd: R,
-    wr: W,
+    reader: &mut FrameReader<R>,
+    writer: Writer,
 ) -> (
     Option<ServerError>,
     Result<WriterExit, tokio::task::JoinError>,
 )
 where
     R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    // After a graceful close the write half is shut down and the reader
-    // goes on until the peer closes too, so nothing the peer sent before it
-    // saw our end is lost. A failed writer ends the connection and closes
-    // the socket's queue: every emit waiting for room in it fails at once
-    // instead of waiting for a peer that is gone.
-    let writer = spawn_writer(
-        socket.link(),
-        wr,
-        cancel.clone(),
-        None,
-        OnWriteFailure::CloseQueue,
-    );
-    let mut reader = FrameReader::new(rd, decoder, cancel.clone());
     let mut role = ServerRole {
         inner,
-        from: Peer::Socket(socket.clone()),
         // Required handshake: nothing but `ipcx.hello` before the deadline.
         greeting: (inner.config.handshake == HandshakeMode::Required)
             .then(|| Instant::now() + inner.config.handshake_timeout),
@@ -187,17 +223,21 @@ where
         budget: Budget::new(inner.config.inbound_bytes),
         socket: socket.clone(),
     };
-    let ended = drive(&mut role, &mut reader).await;
-    if ended.is_some() {
-        cancel.cancel();
-    }
-    // A refused hello ends reading at once but lets the queue (with its
-    // `ipcx.end`) drain.
-    let failure = ended.or(role.failure.take());
+    // Boxed while the last frames are written (kept small: see
+    // `connection`).
+    let failure = match drive(&mut role, reader).await {
+        Some(e) => {
+            cancel.cancel();
+            Some(Box::new(e))
+        }
+        // A refused hello ends reading at once but lets the queue (with its
+        // `ipcx.end`) drain.
+        None => role.failure.take(),
+    };
     if failure.is_some() {
         socket.close();
     }
-    let exit = match tokio::time::timeout(inner.config.stop_timeout, writer).await {
+    let exit = match Box::pin(tokio::time::timeout(inner.config.stop_timeout, writer)).await {
         Ok(exit) => exit,
         Err(_) => {
             // The peer does not read what is left: give up on it.
@@ -205,21 +245,20 @@ where
             Ok(WriterExit::Cancelled)
         }
     };
-    (failure, exit)
+    (failure.map(|e| *e), exit)
 }
 
 /// The server's side of the connection driver, for one socket.
 struct ServerRole<'a> {
     inner: &'a Arc<Inner>,
     socket: Socket,
-    from: Peer,
     /// The deadline of a required `ipcx.hello`, until it arrives.
     greeting: Option<Instant>,
     /// A refused hello: the peer's further messages reach nobody.
     refused: bool,
     /// An error to report when the connection ends (a refused hello; the
     /// connection is closing gracefully meanwhile).
-    failure: Option<ServerError>,
+    failure: Option<Box<ServerError>>,
     /// What this peer may have waiting in the event streams.
     budget: Budget,
 }
@@ -246,7 +285,7 @@ impl Role for ServerRole<'_> {
 
     fn error_event(&self, error: ServerError) -> ServerEvent {
         ServerEvent::Error {
-            peer: Some(self.from.clone()),
+            peer: Some(self.from()),
             error: Arc::new(error),
         }
     }
@@ -269,12 +308,12 @@ impl Role for ServerRole<'_> {
     }
 
     fn requests(&self) -> (&RequestHandlers<Peer>, Peer) {
-        (&self.inner.requests, self.from.clone())
+        (&self.inner.requests, self.from())
     }
 
     fn request_panicked(&self, message: String) -> ServerEvent {
         ServerEvent::Error {
-            peer: Some(self.from.clone()),
+            peer: Some(self.from()),
             error: Arc::new(ServerError::Handler {
                 event: names::REQUEST.into(),
                 message,
@@ -331,11 +370,11 @@ impl Role for ServerRole<'_> {
                 // Refused: nothing more is read; the `ipcx.end` already
                 // queued is written before the connection closes.
                 self.refused = true;
-                self.failure = Some(ServerError::Handshake {
+                self.failure = Some(Box::new(ServerError::Handshake {
                     peer: self.socket.label().to_owned(),
                     code,
                     reason,
-                });
+                }));
                 return Step::End(None);
             }
             return Step::Continue;
@@ -346,7 +385,7 @@ impl Role for ServerRole<'_> {
 
     #[inline]
     fn event(&mut self, item: Inbound) -> ServerEvent {
-        let from = self.from.clone();
+        let from = self.from();
         match item {
             Inbound::Message(message) => {
                 if self.inner.config.identify_peer {
@@ -379,6 +418,11 @@ impl Role for ServerRole<'_> {
 }
 
 impl ServerRole<'_> {
+    /// This socket, as the peer events name.
+    fn from(&self) -> Peer {
+        Peer::Socket(self.socket.clone())
+    }
+
     fn handshake_required(&self, first: &str) -> ServerError {
         ServerError::Handshake {
             peer: self.socket.label().to_owned(),

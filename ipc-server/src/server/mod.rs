@@ -34,6 +34,9 @@ struct Inner {
     name: String,
     config: ServerConfig,
     encoder: FrameEncoder,
+    /// A fresh decoder every connection starts from a clone of (they share
+    /// the profile's compiled configuration).
+    decoder: FrameDecoder,
     events: Dispatcher<ServerEvent>,
     sockets: Mutex<Registry>,
     next_id: AtomicU64,
@@ -157,13 +160,14 @@ impl Server {
     pub fn new(endpoint: Endpoint, mut config: ServerConfig) -> Result<Server, ServerError> {
         config.listen.keepalive = config.keepalive.or(config.listen.keepalive);
         let encoder = FrameEncoder::new(config.codec.clone()).map_err(ServerError::Config)?;
-        FrameDecoder::new(config.codec.clone()).map_err(ServerError::Config)?;
+        let decoder = FrameDecoder::new(config.codec.clone()).map_err(ServerError::Config)?;
         let (state, _) = watch::channel(ServerState::Idle);
         Ok(Server {
             inner: Arc::new(Inner {
                 name: endpoint.to_string(),
                 endpoint,
                 encoder,
+                decoder,
                 events: Dispatcher::new(config.event_buffer),
                 sockets: Mutex::new(Registry::default()),
                 next_id: AtomicU64::new(1),

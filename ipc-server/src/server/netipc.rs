@@ -30,7 +30,7 @@ use ipc_proto::netipc::{
     self, accept_preamble, BodyFormat, ClientHello, Codec, Detected, EndNotice, Kind, Preamble,
     ServerHello,
 };
-use ipc_proto::{ErrorCode, FrameDecoder, Profile, ProtocolError};
+use ipc_proto::{ErrorCode, Profile, ProtocolError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Chain};
@@ -75,7 +75,9 @@ pub(super) async fn sniff<R: AsyncRead + Unpin>(
         _ => return Sniffed::NodeIpc(Cursor::new(Vec::new()).chain(rd)),
     };
     let deadline = Instant::now() + window;
-    let mut buf = BytesMut::with_capacity(512);
+    // Made when the first bytes arrive: a connection that sends nothing
+    // holds no buffer.
+    let mut buf = BytesMut::new();
     loop {
         match netipc::detect(&buf) {
             Detected::NetIpc => return Sniffed::NetIpc(buf, rd),
@@ -86,7 +88,7 @@ pub(super) async fn sniff<R: AsyncRead + Unpin>(
             biased;
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => break,
-            r = rd.read_buf(&mut buf) => r,
+            r = read_some(&mut rd, &mut buf) => r,
         };
         match read {
             Ok(0) => break,
@@ -102,13 +104,24 @@ pub(super) async fn sniff<R: AsyncRead + Unpin>(
     Sniffed::NodeIpc(Cursor::new(buf.to_vec()).chain(rd))
 }
 
+/// One read appended to `buf`, through a small buffer on the stack.
+async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 512];
+        let mut chunk = tokio::io::ReadBuf::uninit(&mut stack);
+        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut chunk))?;
+        buf.extend_from_slice(chunk.filled());
+        std::task::Poll::Ready(Ok(chunk.filled().len()))
+    })
+    .await
+}
+
 /// Serves one net-ipc connection: the bridge plus the ordinary connection
 /// machinery on the other end of the pipe.
 pub(super) async fn serve<R, W>(
     inner: &Arc<Inner>,
     socket: &Socket,
     cancel: &CancellationToken,
-    decoder: FrameDecoder,
     buf: BytesMut,
     rd: R,
     wr: W,
@@ -132,7 +145,8 @@ where
         cancel: cancel.clone(),
     };
     let task = tokio::spawn(bridge.run(buf, rd, wr, far));
-    let out = super::conn::serve(inner, socket, cancel, decoder, near_rd, near_wr).await;
+    let (mut reader, writer) = super::conn::start(inner, socket, cancel, near_rd, near_wr);
+    let out = super::conn::serve(inner, socket, cancel, &mut reader, writer).await;
     // Our end of the pipe is gone: the bridge writes what it still holds
     // and ends; a peer that does not read is given up after stop_timeout.
     if tokio::time::timeout(inner.config.stop_timeout, task)

@@ -44,10 +44,10 @@ pub enum ReadEvent {
 
 /// A connection's read half plus its decoder, ended by a cancellation token.
 ///
-/// A connection waiting for its peer holds no read buffer: the buffer is
-/// made when bytes arrive and given back whenever everything read has been
-/// decoded and the transport has nothing more, so thousands of idle
-/// connections cost no read memory.
+/// The read buffer is made when the first bytes arrive, so a connection
+/// that has sent nothing holds none, and a buffer grown by a burst is given
+/// back once everything read is decoded and the peer is quiet: only a
+/// connection that talked keeps a small one ([`READ_CHUNK`]).
 #[derive(Debug)]
 pub struct FrameReader<R> {
     rd: R,
@@ -170,17 +170,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// One read from the transport into the buffer.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() == 0 {
-            // No buffer kept: read into the stack, and keep exactly what
-            // arrived. A peer that sends now and then thus pins no more
-            // memory than it sent (its frames share the buffer they were
-            // read into); one that streams fills the stack read and gets
-            // a growing buffer at the next read.
+            // No buffer yet (or given back): read into the stack, and make
+            // the buffer only when something arrived. A connection that
+            // never sends, or whose last read is its end, costs none.
             let mut stack = [MaybeUninit::<u8>::uninit(); IDLE_READ];
             let mut rb = ReadBuf::uninit(&mut stack);
             ready!(Pin::new(&mut self.rd).poll_read(cx, &mut rb))?;
             let got = rb.filled();
             if !got.is_empty() {
-                self.buf = BytesMut::from(got);
+                self.buf.reserve(self.chunk.max(got.len()));
+                self.buf.extend_from_slice(got);
             }
             return Poll::Ready(Ok(got.len()));
         }
@@ -197,9 +196,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => {
-                if self.buf.is_empty() {
-                    // Everything read is decoded and the peer is quiet: give
-                    // the buffer back while waiting.
+                if self.buf.is_empty() && self.buf.capacity() > READ_CHUNK {
+                    // A burst is over (everything read is decoded and the
+                    // peer is quiet): give its large buffer back while
+                    // waiting. A small one is kept, so a peer that sends a
+                    // message now and then costs no allocation per message.
                     self.buf = BytesMut::new();
                 }
                 Poll::Pending

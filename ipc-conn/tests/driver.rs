@@ -635,11 +635,12 @@ async fn a_failed_writer_closes_the_queue_so_waiting_emits_fail() {
     assert!(cancel.is_cancelled());
 }
 
-/// An idle connection holds no read buffer: none before the first byte,
-/// and the buffer is given back once everything read is decoded and the
-/// peer is quiet. A frame split across reads keeps its bytes meanwhile.
+/// A connection that has sent nothing holds no read buffer, one that sent
+/// a little keeps a small one, and a burst's large buffer is given back
+/// once everything read is decoded and the peer is quiet. A frame split
+/// across reads keeps its bytes meanwhile.
 #[tokio::test]
-async fn a_quiet_peer_costs_no_read_buffer() {
+async fn a_quiet_peer_costs_no_large_read_buffer() {
     let cancel = CancellationToken::new();
     let (mut reader, mut peer) = pipe(&cancel);
     let pending = |reader: &mut FrameReader<DuplexStream>| {
@@ -650,17 +651,34 @@ async fn a_quiet_peer_costs_no_read_buffer() {
     assert!(pending(&mut reader));
     assert_eq!(reader.buffer_capacity(), 0);
 
-    let whole = frame("a", &serde_json::json!({"n": 1}));
-    peer.write_all(&whole).await.unwrap();
+    let small = frame("a", &serde_json::json!({"n": 1}));
+    peer.write_all(&small).await.unwrap();
     match reader.next().await {
         ipc_conn::ReadEvent::Item(Inbound::Message(m)) => assert_eq!(m.event(), "a"),
         other => panic!("{other:?}"),
     }
     assert!(pending(&mut reader));
+    assert!(reader.buffer_capacity() <= ipc_conn::READ_CHUNK);
+
+    // A burst grows the buffer; once it is read and the peer is quiet, the
+    // buffer is given back.
+    let big = frame("b", &"x".repeat(200_000));
+    let writing = tokio::spawn(async move {
+        peer.write_all(&big).await.unwrap();
+        peer
+    });
+    match reader.next().await {
+        ipc_conn::ReadEvent::Item(Inbound::Message(m)) => {
+            assert_eq!(m.data::<String>().unwrap().len(), 200_000);
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut peer = writing.await.unwrap();
+    assert!(pending(&mut reader));
     assert_eq!(reader.buffer_capacity(), 0);
 
     // Half a frame: kept while the peer is quiet, completed by the rest.
-    let next = frame("b", &"x".repeat(5000));
+    let next = frame("c", &"y".repeat(5000));
     let (head, tail) = next.split_at(3000);
     peer.write_all(head).await.unwrap();
     assert!(pending(&mut reader));
@@ -668,13 +686,11 @@ async fn a_quiet_peer_costs_no_read_buffer() {
     peer.write_all(tail).await.unwrap();
     match reader.next().await {
         ipc_conn::ReadEvent::Item(Inbound::Message(m)) => {
-            assert_eq!(m.event(), "b");
+            assert_eq!(m.event(), "c");
             assert_eq!(m.data::<String>().unwrap().len(), 5000);
         }
         other => panic!("{other:?}"),
     }
-    assert!(pending(&mut reader));
-    assert_eq!(reader.buffer_capacity(), 0);
     drop(peer);
     assert!(matches!(reader.next().await, ipc_conn::ReadEvent::Eof));
 }

@@ -9,9 +9,12 @@
 //! [`Server`](crate::Server); `ipcx.ping` and `ipcx.request` are answered
 //! ([`BlockingServer::on_request`]), `ipcx.hello` is welcomed. It serves
 //! Unix sockets, TCP and TLS (rustls; the handshake runs in the accept
-//! thread, bounded by `tls_handshake_timeout`). Not served here: Windows
-//! named pipes (std has no blocking pipe server), UDP, pub/sub (`ipcx.sub`/`ipcx.pub` get an error
-//! answer), `authorize`, `identify_peer` and a required handshake.
+//! thread, bounded by `tls_handshake_timeout`) and checks
+//! [`ServerConfig::authorize`] before a connection is served. Not served
+//! here: Windows named pipes (std has no blocking pipe server), UDP,
+//! pub/sub (`ipcx.sub`/`ipcx.pub` get an error answer); `identify_peer` and
+//! a required handshake are refused by [`BlockingServer::bind`] rather than
+//! ignored.
 //!
 //! ## Writes
 //!
@@ -122,6 +125,20 @@ impl BlockingServer {
     /// `config`; [`start`](Self::start) begins accepting.
     pub fn bind(endpoint: Endpoint, mut config: ServerConfig) -> Result<Self, ServerError> {
         config.codec.validate().map_err(ServerError::Config)?;
+        // Settings this server cannot honour are refused, never ignored.
+        let unsupported = if config.identify_peer {
+            Some("identify_peer")
+        } else if config.handshake == crate::HandshakeMode::Required {
+            Some("a required handshake (HandshakeMode::Required)")
+        } else {
+            None
+        };
+        if let Some(what) = unsupported {
+            return Err(ServerError::Config(ipc_proto::ProtocolError::new(
+                ErrorCode::InvalidConfiguration,
+                format!("the blocking server does not support {what}; use the async Server"),
+            )));
+        }
         if let Some(k) = config.keepalive {
             config.listen.keepalive = Some(k);
         }
@@ -369,6 +386,15 @@ fn accept_loop(shared: &Arc<Shared>, listener: &BlockingListener) {
                 },
             );
             continue;
+        }
+        if let Some(authorize) = &shared.config.authorize {
+            if let Err(reason) = authorize.check(&peer) {
+                let _ = stream.shutdown();
+                let peer = peer.to_string();
+                tracing::warn!(endpoint = %shared.name, %peer, %reason, "connection refused by the authorizer");
+                report(shared, &ServerError::Unauthorized { peer, reason });
+                continue;
+            }
         }
         if let Err(e) = spawn_conn(shared, stream, peer) {
             report(shared, &e);

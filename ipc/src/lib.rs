@@ -217,7 +217,8 @@ pub use ipc_client::{
 pub use ipc_proto::ext::Hello;
 pub use ipc_proto::{ErrorCode, Message, Profile, RawEncoding};
 pub use ipc_server::{
-    Peer, Server, ServerConfig, ServerError, ServerEvent, ServerState, Socket, WeakServer,
+    Authorizer, Peer, Server, ServerConfig, ServerError, ServerEvent, ServerState, Socket,
+    WeakServer,
 };
 pub use ipc_transport::{Endpoint, LocalPaths, UdpFamily};
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use ipc::blocking::{BlockingClient, BlockingServer};
 use ipc::{
-    ClientConfig, ClientError, ClientEvent, Endpoint, ErrorCode, MaxRetries, ServerConfig,
-    ServerError,
+    Authorizer, ClientConfig, ClientError, ClientEvent, Endpoint, ErrorCode, HandshakeMode,
+    MaxRetries, ServerConfig, ServerError,
 };
 
 /// Generous liveness bound for anything that should happen at once.
@@ -612,4 +612,72 @@ fn stop_from_a_handler_does_not_wait_for_itself() {
         .expect("stop returned inside the handler");
     events_until(&mut client, |e| matches!(e, ClientEvent::Disconnect));
     assert!(!dir.path().join("app.world").exists());
+}
+
+/// `authorize` is checked before a connection is served: a refused peer is
+/// closed at once, reaches no handler, and is reported with its reason.
+/// Settings the blocking server cannot honour are refused at `bind`.
+#[test]
+fn authorizer_refuses_before_any_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let saw_cred = Arc::new(AtomicUsize::new(0));
+    let s2 = saw_cred.clone();
+    let config = ServerConfig {
+        authorize: Some(Authorizer::new(move |peer| {
+            if peer.cred.is_some() {
+                s2.fetch_add(1, Ordering::SeqCst);
+            }
+            Err("no one today".into())
+        })),
+        ..ServerConfig::default()
+    };
+    let server = BlockingServer::bind(unix_endpoint(&dir), config).unwrap();
+    let (tx, rx) = mpsc::channel::<(Option<ErrorCode>, String)>();
+    let tx = Mutex::new(tx);
+    server.on_error(move |e| {
+        let _ = tx.lock().unwrap().send((e.code(), e.to_string()));
+    });
+    let reached = Arc::new(AtomicUsize::new(0));
+    let (r1, r2) = (reached.clone(), reached.clone());
+    server.on_connect(move |_| {
+        r1.fetch_add(1, Ordering::SeqCst);
+    });
+    server.on("message", move |_, _| {
+        r2.fetch_add(1, Ordering::SeqCst);
+    });
+    server.start().unwrap();
+    let mut raw = std::os::unix::net::UnixStream::connect(dir.path().join("app.world")).unwrap();
+    raw.set_read_timeout(Some(LIVE)).unwrap();
+    // The write may fail once the server has closed: either way nothing
+    // reaches a handler.
+    let _ = raw.write_all(b"{\"type\":\"message\",\"data\":1}\x0c");
+    let mut rest = Vec::new();
+    let _ = raw.read_to_end(&mut rest);
+    let (code, text) = rx.recv_timeout(LIVE).unwrap();
+    assert_eq!(code, Some(ErrorCode::Unauthorized));
+    assert!(text.contains("no one today"), "{text}");
+    assert_eq!(saw_cred.load(Ordering::SeqCst), 1);
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+    assert!(server.sockets().is_empty());
+    server.stop();
+
+    for config in [
+        ServerConfig {
+            identify_peer: true,
+            ..ServerConfig::default()
+        },
+        ServerConfig {
+            handshake: HandshakeMode::Required,
+            ..ServerConfig::default()
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        match BlockingServer::bind(unix_endpoint(&dir), config) {
+            Err(e @ ServerError::Config(_)) => {
+                assert_eq!(e.code(), Some(ErrorCode::InvalidConfiguration));
+                assert!(e.to_string().contains("blocking server"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

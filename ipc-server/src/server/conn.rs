@@ -51,6 +51,10 @@ pub(super) async fn connection(
     server_cancel: CancellationToken,
 ) {
     let mut slot = LiveSlot(Some(&inner));
+    if server_cancel.is_cancelled() {
+        // Accepted as the server began to stop: not served.
+        return;
+    }
     let (stream, peer) = match incoming.ready() {
         Ok(ready) => ready,
         // Boxed: a TLS handshake's state is larger than the rest of the

@@ -55,44 +55,48 @@ pub(super) async fn connection(
         // Accepted as the server began to stop: not served.
         return;
     }
-    let (stream, peer) = match incoming.ready() {
-        Ok(ready) => ready,
-        // Boxed: a TLS handshake's state is larger than the rest of the
-        // connection's.
-        Err(incoming) => {
-            match Box::pin(handshake(&inner, incoming, &server_cancel, &mut slot)).await {
-                Some(ready) => ready,
-                None => return,
+    // The stream and the peer are taken inside this block, so they are not
+    // kept in the task (as dead space) for the connection's life.
+    let (socket, cancel, rd, wr) = {
+        let (stream, peer) = match incoming.ready() {
+            Ok(ready) => ready,
+            // Boxed: a TLS handshake's state is larger than the rest of the
+            // connection's.
+            Err(incoming) => {
+                match Box::pin(handshake(&inner, incoming, &server_cancel, &mut slot)).await {
+                    Some(ready) => ready,
+                    None => return,
+                }
+            }
+        };
+        if let Some(authorize) = &inner.config.authorize {
+            if let Err(reason) = authorize.check(&peer) {
+                drop(stream);
+                slot.release();
+                let peer = peer.to_string();
+                tracing::warn!(endpoint = %inner.name, %peer, %reason, "connection refused by the authorizer");
+                let refused = ServerError::Unauthorized { peer, reason };
+                Box::pin(inner.error(None, refused)).await;
+                return;
             }
         }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        // Stopping the server does not cancel connections directly: `stop`
+        // closes their queues so they drain first; `abort` destroys them.
+        let cancel = CancellationToken::new();
+        let socket = Socket::new(
+            id,
+            peer,
+            Link::new(inner.encoder.clone(), inner.config.queue_bytes),
+            cancel.clone(),
+        );
+        inner.register(&socket);
+        let (rd, wr) = stream.into_split();
+        (socket, cancel, rd, wr)
     };
-    if let Some(authorize) = &inner.config.authorize {
-        if let Err(reason) = authorize.check(&peer) {
-            drop(stream);
-            slot.release();
-            let peer = peer.to_string();
-            tracing::warn!(endpoint = %inner.name, %peer, %reason, "connection refused by the authorizer");
-            let refused = ServerError::Unauthorized { peer, reason };
-            Box::pin(inner.error(None, refused)).await;
-            return;
-        }
-    }
-    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-    // Stopping the server does not cancel connections directly: `stop`
-    // closes their queues so they drain first; `abort` destroys them.
-    let cancel = CancellationToken::new();
-    let socket = Socket::new(
-        id,
-        peer,
-        Link::new(inner.encoder.clone(), inner.config.queue_bytes),
-        cancel.clone(),
-    );
-    inner.register(&socket);
-    // Not boxed, nor is the sniffing: both states are smaller than the
-    // connection's life below, and a box freed at once leaves a hole.
-    inner.deliver(ServerEvent::Connect(socket.clone())).await;
-
-    let (rd, wr) = stream.into_split();
+    // Boxed: delivering an event takes more room than the connection's
+    // life below.
+    Box::pin(inner.deliver(ServerEvent::Connect(socket.clone()))).await;
     // node-ipc and net-ipc clients share the endpoint: the first bytes tell.
     let (mut failure, exit) = match super::netipc::sniff(&inner, rd, &cancel).await {
         super::netipc::Sniffed::NodeIpc(rd) => {

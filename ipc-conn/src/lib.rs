@@ -63,4 +63,4 @@ pub use driver::{drive, spawn_writer, Admit, OnWriteFailure, Role, Step, Writer}
 pub use handlers::{DispatchCache, HandlerId, HandlerPanic, Handlers};
 pub use link::{Link, LinkError};
 pub use outbox::{EmitError, Outbox, SendError, SyncGate, WriterExit};
-pub use reader::{FrameReader, ReadEvent, READ_CHUNK, READ_CHUNK_MAX};
+pub use reader::{poll_read_via_stack, FrameReader, ReadEvent, READ_CHUNK, READ_CHUNK_MAX};

@@ -173,15 +173,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // No buffer yet (or given back): read into the stack, and make
             // the buffer only when something arrived. A connection that
             // never sends, or whose last read is its end, costs none.
-            let mut stack = [MaybeUninit::<u8>::uninit(); IDLE_READ];
-            let mut rb = ReadBuf::uninit(&mut stack);
-            ready!(Pin::new(&mut self.rd).poll_read(cx, &mut rb))?;
-            let got = rb.filled();
-            if !got.is_empty() {
-                self.buf.reserve(self.chunk.max(got.len()));
-                self.buf.extend_from_slice(got);
-            }
-            return Poll::Ready(Ok(got.len()));
+            return poll_read_via_stack(Pin::new(&mut self.rd), cx, &mut self.buf, self.chunk);
         }
         if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
             self.buf.reserve(self.chunk);
@@ -208,4 +200,24 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             r => r,
         }
     }
+}
+
+/// One read appended to `buf` through a small buffer on the stack, so that
+/// `buf` takes memory only when bytes arrive (it reserves `reserve` bytes,
+/// at least what arrived, when it was empty). Returns how many bytes came.
+pub fn poll_read_via_stack<R: AsyncRead + ?Sized>(
+    rd: Pin<&mut R>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    reserve: usize,
+) -> Poll<io::Result<usize>> {
+    let mut stack = [MaybeUninit::<u8>::uninit(); IDLE_READ];
+    let mut rb = ReadBuf::uninit(&mut stack);
+    ready!(rd.poll_read(cx, &mut rb))?;
+    let got = rb.filled();
+    if !got.is_empty() {
+        buf.reserve(reserve.max(got.len()));
+        buf.extend_from_slice(got);
+    }
+    Poll::Ready(Ok(got.len()))
 }

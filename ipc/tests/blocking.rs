@@ -635,6 +635,7 @@ fn authorizer_refuses_before_any_handler() {
     let (tx, rx) = mpsc::channel::<(Option<ErrorCode>, String)>();
     let tx = Mutex::new(tx);
     server.on_error(move |e| {
+        // The receiver is gone only once the test has finished reading.
         let _ = tx.lock().unwrap().send((e.code(), e.to_string()));
     });
     let reached = Arc::new(AtomicUsize::new(0));

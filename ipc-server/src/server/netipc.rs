@@ -88,7 +88,9 @@ pub(super) async fn sniff<R: AsyncRead + Unpin>(
             biased;
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => break,
-            r = read_some(&mut rd, &mut buf) => r,
+            r = std::future::poll_fn(|cx| {
+                ipc_conn::poll_read_via_stack(std::pin::Pin::new(&mut rd), cx, &mut buf, 0)
+            }) => r,
         };
         match read {
             Ok(0) => break,
@@ -102,18 +104,6 @@ pub(super) async fn sniff<R: AsyncRead + Unpin>(
         }
     }
     Sniffed::NodeIpc(Cursor::new(buf.to_vec()).chain(rd))
-}
-
-/// One read appended to `buf`, through a small buffer on the stack.
-async fn read_some<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) -> std::io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); 512];
-        let mut chunk = tokio::io::ReadBuf::uninit(&mut stack);
-        std::task::ready!(std::pin::Pin::new(&mut *rd).poll_read(cx, &mut chunk))?;
-        buf.extend_from_slice(chunk.filled());
-        std::task::Poll::Ready(Ok(chunk.filled().len()))
-    })
-    .await
 }
 
 /// Serves one net-ipc connection: the bridge plus the ordinary connection
